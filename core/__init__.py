@@ -1,0 +1,52 @@
+"""lora-registry: which modules of a model to adapt with LoRA, and what it will cost.
+
+Map abstract roles (``attention-q``, ``ffn-gate``, ``experts-down``, ...) onto the concrete
+module and parameter names of any transformers model, and emit a PEFT ``LoraConfig`` that
+adapts exactly those, with the trainable-parameter count known in advance::
+
+    import lora_registry as lr
+    r = lr.resolve("llama", roles="q,v,ffn")
+    r.lora_config(r=8, lora_alpha=16, ranks={"ffn": 4})
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    ConfigError,
+    LoraRegistryError,
+    ModelLoadError,
+    PluginError,
+    RegistryError,
+    RemoteCodeError,
+    RoleError,
+)
+from .hookspecs import HOOKSPEC_VERSION, hookimpl
+
+__all__ = [
+    "ConfigError", "HOOKSPEC_VERSION", "LoraRegistryError", "ModelLoadError", "ModelMap", "PluginError",
+    "RegistryError", "RemoteCodeError", "Resolution", "RoleError", "get_plugin_manager", "hookimpl",
+    "inspect", "resolve",
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .inspection import ModelMap, inspect
+    from .manager import get_plugin_manager
+    from .resolution import Resolution, resolve
+
+# torch and transformers load only when a model is actually inspected, so `--help`,
+# `roles` and `plugins` stay fast.
+_LAZY = {
+    "inspect": "inspection", "ModelMap": "inspection", "resolve": "resolution",
+    "Resolution": "resolution", "get_plugin_manager": "manager",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lora_registry' has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f".{module}", __name__), name)

@@ -1,0 +1,47 @@
+"""The ``lora-registry`` command line: one small module per command."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from . import inspect_cmd, plugins_cmd, resolve_cmd, roles_cmd
+
+app = typer.Typer(
+    name="lora-registry",
+    help="Which modules of a model to adapt with LoRA, and what it will cost.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("resolve")(resolve_cmd.resolve)
+app.command("inspect")(inspect_cmd.inspect)
+app.command("plugins")(plugins_cmd.plugins)
+app.command("roles")(roles_cmd.roles)
+
+
+def main() -> None:
+    """Console entry point: usage errors become one line and exit status 2, never a traceback."""
+    try:
+        code = app(standalone_mode=False)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        # typer vendors its own click, so match click's exception interface rather than its classes.
+        if type(exc).__name__ == "Abort":
+            typer.echo("aborted", err=True)
+            sys.exit(130)
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            message = " ".join(exc.format_message().split())
+            if message:  # a bare `lora-registry` has already printed its help
+                typer.echo(f"error: {message}", err=True)
+            sys.exit(exc.exit_code)
+        # a bug, not bad input: still one line unless debugging
+        if os.environ.get("LORA_REGISTRY_DEBUG"):
+            raise
+        typer.echo(f"internal error: {exc.__class__.__name__}: {exc} (set LORA_REGISTRY_DEBUG=1 for a traceback)", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,33 @@
+"""``lora-registry inspect``: every targetable leaf with its role, shape, layer and scope."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+
+from .common import handle_errors
+
+
+@handle_errors
+def inspect(
+    model: str = typer.Argument(..., help="model_type, config.json or its folder, or a cached hub id."),
+    as_json: bool = typer.Option(False, "--json", help="Print the ModelMap as JSON (every leaf, not grouped)."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow a config's own Python code to run."),
+    plugin: Optional[str] = typer.Option(None, "--plugin", help="Ask only this plugin."),
+) -> None:
+    """Show every LoRA-targetable leaf of MODEL: role, shape, layer, scope; parameter totals by role."""
+    from ..inspection import inspect as do_inspect
+
+    model_map = do_inspect(model, trust_remote_code=trust_remote_code, plugin=plugin)
+    if as_json:
+        data = model_map.to_dict()
+        data["parameters_by_role"] = model_map.parameter_totals()
+        data["total_parameters"] = model_map.base_parameters
+        data["warnings"] = model_map.warnings
+        typer.echo(json.dumps(data, indent=2))
+        return
+    from .tables import inspect_tables, print_all
+
+    print_all(inspect_tables(model_map))

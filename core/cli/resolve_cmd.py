@@ -1,0 +1,82 @@
+"""``lora-registry resolve``: roles -> exact target names, a LoRA config, and its cost."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..errors import ConfigError
+from .common import check_output, handle_errors, parse_pairs, write_atomic
+
+FORMATS = ("table", "json", "peft")
+
+
+@handle_errors
+def resolve(
+    model: str = typer.Argument(..., help="model_type, config.json or its folder, or a cached hub id."),
+    roles: Optional[str] = typer.Option(None, "--roles", "-r", help="Comma list of roles and aliases, e.g. q,v,ffn."),
+    rank: Optional[int] = typer.Option(None, "--rank", help="LoRA rank for every role [default: 8, or the preset's]."),
+    alpha: Optional[float] = typer.Option(None, "--alpha", help="lora_alpha [default: 2 x rank, or the preset's]."),
+    rank_for: Optional[List[str]] = typer.Option(None, "--rank-for", help="Per-role rank, ROLE=N (repeatable)."),
+    alpha_for: Optional[List[str]] = typer.Option(None, "--alpha-for", help="Per-role alpha, ROLE=X (repeatable)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="A preset from registry.toml, e.g. qv8-ffn4."),
+    scope: str = typer.Option("language", "--scope", help="language, vision, audio, projector (comma list)."),
+    strict: bool = typer.Option(False, "--strict", help="Refuse to widen q/k/v or gate/up onto a fused module."),
+    output_format: str = typer.Option("table", "--format", "-f", help="table, json or peft (adapter_config.json)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to FILE (only when the whole run succeeds)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --output file."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow a config's own Python code to run."),
+    plugin: Optional[str] = typer.Option(None, "--plugin", help="Ask only this plugin."),
+) -> None:
+    """Resolve roles onto MODEL's module names and print the LoRA config that adapts exactly those."""
+    from ..registry import load_registry
+    from ..resolution import resolve as do_resolve
+
+    if output_format not in FORMATS:
+        raise ConfigError(f"unknown format {output_format!r}; choose from {', '.join(FORMATS)}")
+    check_output(output, force)
+    registry = load_registry()
+    ranks = parse_pairs(rank_for, "--rank-for", int)
+    alphas = parse_pairs(alpha_for, "--alpha-for", float)
+    preset_ranks, preset_alphas = {}, {}
+    if preset is not None:
+        if preset not in registry.presets:
+            raise ConfigError(f"unknown preset {preset!r}; known: {', '.join(registry.presets)}")
+        p = registry.presets[preset]
+        roles = roles or p.roles
+        rank = p.rank if rank is None else rank
+        alpha = p.alpha if alpha is None else alpha
+        preset_ranks, preset_alphas = dict(p.rank_for), dict(p.alpha_for)
+    if not roles:
+        raise ConfigError("give --roles (e.g. --roles q,v,ffn) or --preset (see `lora-registry roles`)")
+    rank = 8 if rank is None else rank
+    result = do_resolve(model, roles, scope=scope, strict=strict, trust_remote_code=trust_remote_code, plugin=plugin)
+    # A preset's per-role overrides are defaults: they apply where their roles were resolved.
+    ranks = {**{k: v for k, v in preset_ranks.items() if result.covers(k)}, **ranks}
+    alphas = {**{k: v for k, v in preset_alphas.items() if result.covers(k)}, **alphas}
+    if output_format == "json":
+        text = json.dumps(result.to_dict(r=rank, lora_alpha=alpha, ranks=ranks, alphas=alphas), indent=2) + "\n"
+    elif output_format == "peft":
+        text = result.adapter_config(r=rank, lora_alpha=alpha, ranks=ranks, alphas=alphas)
+    else:
+        from .tables import resolution_table
+
+        text = None
+        result.lora_config(r=rank, lora_alpha=alpha, ranks=ranks, alphas=alphas)  # validate before printing
+        renderable = resolution_table(result, rank, alpha, ranks)
+    if output is not None:
+        if text is None:
+            from .tables import render_plain
+
+            text = render_plain(renderable)
+        write_atomic(output, text)
+        typer.echo(f"wrote {output}", err=True)
+    elif text is not None:
+        typer.echo(text, nl=False)
+    else:
+        from .tables import print_all
+
+        print_all(renderable)

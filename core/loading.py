@@ -1,0 +1,203 @@
+"""Turn whatever the user passed as MODEL into a module built on the meta device."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelLoadError, RemoteCodeError
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to inspect: the module, its config (if any), its model_type and a display label."""
+
+    model: Any
+    config: Any
+    model_type: str
+    label: str
+
+
+def load_model(source: Any, *, trust_remote_code: bool = False) -> LoadedModel:
+    """Build (or unwrap) MODEL on the meta device.
+
+    ``source`` may be an ``nn.Module`` (PEFT-wrapped or not), a ``PretrainedConfig``, a path to a
+    directory holding ``config.json`` or to a ``config.json``, a hub id in the local HF cache, or a
+    model_type transformers knows. No weights are ever loaded.
+    """
+    import torch
+
+    if isinstance(source, torch.nn.Module):
+        model = _unwrap_peft(source)
+        config = getattr(model, "config", None)
+        model_type = getattr(config, "model_type", "") or ""
+        return LoadedModel(model, config, model_type, type(model).__name__)
+    from transformers import PretrainedConfig
+
+    if isinstance(source, PretrainedConfig):
+        return LoadedModel(build_model(source, trust_remote_code), source, source.model_type, source.model_type)
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
+    if not isinstance(source, str) or not source.strip():
+        raise ModelLoadError(f"MODEL must be a path, hub id, model_type, config or module, not {source!r}")
+    config = load_config(source, trust_remote_code=trust_remote_code)
+    return LoadedModel(build_model(config, trust_remote_code), config, config.model_type, source)
+
+
+def load_config(source: str, *, trust_remote_code: bool = False):
+    """Read a config from a path, the HF cache, or transformers' defaults for a model_type."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        file = path / "config.json"
+        if not file.is_file():
+            raise ModelLoadError(f"{source}: directory has no config.json")
+        return config_from_file(file, trust_remote_code)
+    if path.is_file():
+        return config_from_file(path, trust_remote_code)
+    if _looks_like_path(source):
+        raise ModelLoadError(f"{source}: no such file or directory")
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    if source in CONFIG_MAPPING:
+        from transformers import AutoConfig
+
+        return AutoConfig.for_model(source)
+    if "/" in source:
+        return config_from_file(_cached_hub_config(source), trust_remote_code, label=source)
+    close = difflib.get_close_matches(source, list(CONFIG_MAPPING.keys()), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise ModelLoadError(f"{source!r} is not a path, a hub id, or a model_type transformers knows{hint}")
+
+
+def config_from_file(file: Path, trust_remote_code: bool, label: str | None = None):
+    """Parse a ``config.json`` with precise errors; remote code only with ``trust_remote_code``."""
+    label = label or str(file)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"{label}: cannot read config ({exc.__class__.__name__}: {exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(f"{label}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{label}: config.json must hold a JSON object, not {type(data).__name__}")
+    model_type = data.get("model_type")
+    if not isinstance(model_type, str) or not model_type:
+        raise ModelLoadError(f"{label}: config.json has no model_type")
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    if model_type in CONFIG_MAPPING:
+        # Native classes win even where the config carries auto_map (Phi-3's does): no remote code runs.
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return CONFIG_MAPPING[model_type].from_dict(data)
+        except Exception as exc:  # transformers raises many types for bad fields
+            raise ModelLoadError(f"{label}: invalid {model_type} config: {_one_line(exc)}") from None
+    if "auto_map" in data:
+        if not trust_remote_code:
+            raise RemoteCodeError(
+                f"{label}: model_type {model_type!r} is not in transformers and its config asks for remote code "
+                "(auto_map); that code would run on this machine, so pass --trust-remote-code if you trust it"
+            )
+        from transformers import AutoConfig
+
+        try:
+            return AutoConfig.from_pretrained(str(file.parent), trust_remote_code=True)
+        except Exception as exc:
+            raise ModelLoadError(f"{label}: remote config failed: {_one_line(exc)}") from None
+    raise ModelLoadError(f"{label}: unknown model_type {model_type!r} (not in transformers, no auto_map)")
+
+
+def build_model(config, trust_remote_code: bool = False):
+    """Instantiate the model for ``config`` on the meta device."""
+    import torch
+    import transformers
+    from transformers.models.auto import modeling_auto
+
+    remote = bool(getattr(config, "auto_map", None)) and config.model_type not in _native_model_types()
+    if remote and not trust_remote_code:
+        raise RemoteCodeError(f"{config.model_type}: building this model runs remote code; pass --trust-remote-code")
+    candidates = []
+    for arch in getattr(config, "architectures", None) or []:
+        cls = getattr(transformers, arch, None) if isinstance(arch, str) else None
+        if cls is not None:
+            candidates.append(cls)
+    for mapping in (
+        "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES",
+        "MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES",
+        "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES",
+        "MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES",
+        "MODEL_MAPPING_NAMES",
+    ):
+        name = getattr(modeling_auto, mapping, {}).get(config.model_type)
+        if isinstance(name, (list, tuple)):
+            name = name[0]
+        cls = getattr(transformers, name, None) if name else None
+        if cls is not None and cls not in candidates:
+            candidates.append(cls)
+    try:
+        with warnings.catch_warnings(), torch.device("meta"):
+            warnings.simplefilter("ignore")
+            if remote:
+                return transformers.AutoModelForCausalLM.from_config(config, trust_remote_code=True)
+            if not candidates:
+                raise ModelLoadError(f"{config.model_type}: transformers has no model class for this model_type")
+            return candidates[0]._from_config(config)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # a config transformers accepted but cannot build from
+        raise ModelLoadError(f"{config.model_type}: cannot build the model from this config: {_one_line(exc)}") from None
+
+
+def _native_model_types():
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    return CONFIG_MAPPING
+
+
+def _cached_hub_config(repo_id: str) -> Path:
+    try:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import HFValidationError
+    except ImportError:  # pragma: no cover
+        raise ModelLoadError(f"{repo_id}: huggingface_hub is not installed") from None
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    try:
+        return Path(hf_hub_download(repo_id, "config.json", local_files_only=True))
+    except HFValidationError:
+        raise ModelLoadError(f"{repo_id!r} is not a valid hub id, path or model_type") from None
+    except Exception:
+        pass
+    advice = (
+        f"{repo_id}: config.json is not in the local Hugging Face cache; run "
+        f"`huggingface-cli download {repo_id} config.json` where the hub is reachable, or pass a local path"
+    )
+    if offline:
+        raise ModelLoadError(advice + " (HF_HUB_OFFLINE is set)")
+    try:
+        return Path(hf_hub_download(repo_id, "config.json", etag_timeout=5))
+    except Exception:
+        raise ModelLoadError(advice) from None
+
+
+def _unwrap_peft(model):
+    get_base = getattr(model, "get_base_model", None)
+    if callable(get_base) and type(model).__module__.startswith("peft"):
+        return get_base()
+    return model
+
+
+def _looks_like_path(source: str) -> bool:
+    return source.startswith((".", "/", "~")) or source.endswith(".json") or os.sep + os.sep in source
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or exc.__class__.__name__
+    return text if len(text) <= 300 else text[:297] + "..."

@@ -1,0 +1,223 @@
+"""The generic fallback: classify any model's leaves by name, by the block they sit in, and by shape.
+
+How it decides, for each leaf (innermost context first):
+
+1. Leaves inside a block that is not attention or an FFN (Mamba/SSM mixers, linear-attention and
+   recurrent blocks, sparse-attention indexers) get no role: adapting them is a different recipe.
+2. Inside routed experts (``experts`` holding 3-D parameters or one module per expert): the
+   ``names.experts`` family (``gate_up_proj`` -> experts-gate-up, ``w2`` -> experts-down, ...).
+3. A router: a module whose class is a router, or a ``gate``/``router`` leaf of an MoE block whose
+   output size is the number of experts.
+4. Inside an attention block (by attribute name or a class named ``*Attention``): the
+   ``names.attention`` family (``q_proj``, ``c_attn``, ``query_key_value``, ``q_a_proj``, ...).
+5. Inside an FFN (``mlp``, ``feed_forward``, ``DenseReluDense``, shared experts, a class named
+   ``*MLP``): the ``names.ffn`` family, checked against the config's hidden and intermediate
+   sizes where both are known; an unknown name is placed by shape alone
+   (hidden->intermediate is up, intermediate->hidden is down, hidden->2*intermediate is gate-up).
+6. FFN projections that sit directly in a layer (BART's ``fc1``/``fc2``) by name and shape.
+7. Outside the layer stack: the model's input embedding is ``embed`` and its output embedding
+   ``lm-head``. Everything else gets no role: a wrong role is worse than none.
+"""
+
+from __future__ import annotations
+
+from lora_registry import hookimpl
+
+
+@hookimpl
+def lora_registry_model_types():
+    """Any model: this plugin is the last resort."""
+    return ["*"]
+
+
+@hookimpl(trylast=True)
+def lora_registry_classify(config, leaves, model, registry):
+    """Classify every leaf; always answers."""
+    sizes = _Sizes(config)
+    special = _embedding_names(model)
+    classifier = _Classifier(registry, sizes, special)
+    return {leaf.name: classifier.role(leaf) for leaf in leaves}
+
+
+class _Sizes:
+    """hidden/intermediate sizes and expert count per scope, from the config where it has them."""
+
+    def __init__(self, config):
+        self.by_scope = {}
+        self.experts = set()
+        if config is None:
+            return
+        text = config.get_text_config() if hasattr(config, "get_text_config") else config
+        self.by_scope["language"] = _dims(text)
+        for key in ("vision_config", "audio_config"):
+            sub = getattr(config, key, None)
+            if sub is not None:
+                self.by_scope[key.split("_")[0]] = _dims(sub)
+        for cfg in (text, config):
+            for attr in ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts", "num_experts_per_layer"):
+                value = getattr(cfg, attr, None)
+                if isinstance(value, int) and value > 0:
+                    self.experts.add(value)
+
+    def dims(self, scope):
+        return self.by_scope.get(scope, (None, set()))
+
+
+def _dims(cfg):
+    hidden = next((getattr(cfg, a) for a in ("hidden_size", "d_model", "n_embd", "embed_dim") if isinstance(getattr(cfg, a, None), int)), None)
+    inter = set()
+    for attr in ("intermediate_size", "ffn_dim", "d_ff", "n_inner", "ffn_hidden_size", "moe_intermediate_size",
+                 "shared_expert_intermediate_size", "decoder_ffn_dim", "encoder_ffn_dim", "mlp_dim"):
+        value = getattr(cfg, attr, None)
+        if isinstance(value, int) and value > 0:
+            inter.add(value)
+    shared = getattr(cfg, "n_shared_experts", None)
+    moe_inter = getattr(cfg, "moe_intermediate_size", None)
+    if isinstance(shared, int) and isinstance(moe_inter, int) and shared > 0:
+        inter.add(shared * moe_inter)  # DeepSeek's shared experts are one FFN of n_shared x moe width
+    if hidden and not inter:
+        inter.add(4 * hidden)
+    return hidden, inter
+
+
+class _Classifier:
+    def __init__(self, registry, sizes, special):
+        self.names = registry.names
+        self.blocks = {k: set(v) for k, v in registry.blocks.items()}
+        self.sizes = sizes
+        self.special = special
+
+    def role(self, leaf):
+        if leaf.name in self.special:
+            return self.special[leaf.name]
+        if leaf.layer is None and leaf.lora_type == "embedding":
+            return None
+        components = [c for c, _ in leaf.path]
+        classes = [cls for _, cls in leaf.path]
+        # For a parameter leaf, its name is the parameter's unless that is a bare "weight".
+        name = components[-1]
+        owner = len(components) - 1
+        if leaf.kind == "parameter" and name == "weight":
+            name, owner = components[-2], len(components) - 2
+        ancestors = list(range(owner - 1, -1, -1))  # innermost first
+        for i in ancestors + [owner]:
+            if self._is_null_block(components[i], classes[i]) and i != owner:
+                return None
+        if self._in_routed_experts(components, classes, owner):
+            return self._lookup("experts", name)
+        if self._is_router(leaf, name, components, classes, owner):
+            return "router"
+        if leaf.lora_type not in ("linear", "parameter"):
+            return None
+        for i in ancestors:
+            comp, cls = components[i], classes[i]
+            if comp.isdigit():
+                if cls not in ("Sequential",):
+                    break  # reached the layer itself
+                continue
+            if self._is_attention(comp, cls):
+                role = self._lookup("attention", name)
+                if role:
+                    return role
+            elif self._is_ffn(comp, cls):
+                role = self._ffn_role(name, leaf)
+                if role:
+                    return role
+        if leaf.layer is not None and leaf.kind == "module":
+            return self._ffn_role(name, leaf, by_shape=False, strict=True)
+        return None
+
+    # ------------------------------------------------------------------ contexts
+    def _is_null_block(self, comp, cls):
+        if comp in self.blocks.get("nulls", ()):
+            return True
+        return any(word in cls for word in ("Mamba", "DeltaNet", "Rglru", "Recurrent", "LinearAttention",
+                                             "Indexer", "ShortConv", "Mlstm", "xLSTM", "Rwkv", "SSM"))
+
+    def _is_attention(self, comp, cls):
+        return comp in self.blocks.get("attention", ()) or any(w in cls for w in self.blocks.get("attention_classes", ()))
+
+    def _is_ffn(self, comp, cls):
+        return comp in self.blocks.get("ffn", ()) or any(w in cls for w in self.blocks.get("ffn_classes", ()))
+
+    def _in_routed_experts(self, components, classes, owner):
+        moe = self.blocks.get("moe", ())
+        shared = self.blocks.get("shared", ())
+        for i in range(owner, -1, -1):
+            comp, cls = components[i], classes[i]
+            if comp in shared:
+                return False
+            if comp in moe or (cls.endswith("Experts") and "Shared" not in cls):
+                return True
+        return False
+
+    def _is_router(self, leaf, name, components, classes, owner):
+        owner_cls = classes[owner] if leaf.kind == "module" else classes[owner]
+        if "Router" in owner_cls or any("Router" in c for c in classes[max(0, owner - 1):owner]):
+            return self._router_shape_ok(leaf)
+        if name not in self.names.get("router", {}).get("router", ()):
+            return False
+        in_moe = any(any(w in c for w in self.blocks.get("moe_classes", ())) for c in classes[:owner])
+        return in_moe and self._router_shape_ok(leaf)
+
+    def _router_shape_ok(self, leaf):
+        if len(leaf.shape) != 2:
+            return False
+        return not self.sizes.experts or leaf.shape[0] in self.sizes.experts
+
+    # ------------------------------------------------------------------ names and shapes
+    def _lookup(self, block, name):
+        for role, names in self.names.get(block, {}).items():
+            if name in names:
+                return role
+        return None
+
+    def _ffn_role(self, name, leaf, by_shape=True, strict=False):
+        """A known FFN name wins when its direction fits (gate/up read the hidden state, down writes it);
+        an unknown name is placed by shape against the config's sizes."""
+        hidden, inter = self.sizes.dims(leaf.scope)
+        role = self._lookup("ffn", name)
+        out_f, in_f = tuple(leaf.shape[-2:])
+        if role and hidden:
+            fits = out_f == hidden if role == "ffn-down" else in_f == hidden
+            if role == "ffn-down" and in_f == hidden:
+                fits = False  # hidden -> hidden is not a down projection (attention outputs named "dense")
+            if fits:
+                return role
+            return None if strict or not by_shape or not inter else self._by_shape((out_f, in_f), hidden, inter)
+        if role:
+            return None if strict else role
+        if by_shape and hidden and inter:
+            return self._by_shape((out_f, in_f), hidden, inter)
+        return None
+
+    @staticmethod
+    def _by_shape(shape, hidden, inter):
+        out_f, in_f = shape
+        if in_f == hidden and out_f in {2 * i for i in inter} and out_f not in inter:
+            return "ffn-gate-up"
+        if in_f == hidden and out_f in inter and out_f != hidden:
+            return "ffn-up"
+        if out_f == hidden and in_f in inter and in_f != hidden:
+            return "ffn-down"
+        return None
+
+
+def _embedding_names(model):
+    """``{name: "embed" | "lm-head"}`` for the model's own input and output embeddings."""
+    if model is None:
+        return {}
+    by_id = {}
+    for role, getter in (("embed", "get_input_embeddings"), ("lm-head", "get_output_embeddings")):
+        try:
+            module = getattr(model, getter)()
+        except Exception:  # some models raise NotImplementedError
+            module = None
+        if module is not None:
+            by_id.setdefault(id(module), role)
+    out = {}
+    for name, module in model.named_modules():
+        role = by_id.get(id(module))
+        if role:
+            out[name] = role
+    return out

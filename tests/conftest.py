@@ -1,0 +1,39 @@
+"""Shared helpers: real transformers, torch and PEFT on the meta device; no mocks."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def apply_peft(resolution, r=8, ranks=None, alphas=None):
+    """Apply the emitted LoraConfig with PEFT; return (targeted keys, trainable parameter count, peft model)."""
+    from peft import get_peft_model
+
+    config = resolution.lora_config(r=r, ranks=ranks, alphas=alphas)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = get_peft_model(resolution.model_map.module, config)
+    tuner = model.base_model
+    targeted = set(tuner.targeted_module_names) | set(getattr(tuner, "targeted_parameter_names", []) or [])
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return targeted, trainable, model
+
+
+def expected_keys(resolution):
+    """The keys PEFT should report: module names, or parameter names for parameter targets."""
+    return set(resolution.target_keys().values())
+
+
+@pytest.fixture(scope="session")
+def pm():
+    """A plugin manager with the built-in plugins only (no third-party entry points)."""
+    from lora_registry import get_plugin_manager
+
+    return get_plugin_manager(entry_points=False)

@@ -1,0 +1,144 @@
+"""The CLI through typer's CliRunner, and once as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from lora_registry.cli import app
+from conftest import EXAMPLES, FIXTURES, apply_peft
+
+runner = CliRunner()
+LLAMA = str(EXAMPLES / "llama-3.1-8b")
+
+
+def run(*args):
+    return runner.invoke(app, list(args))
+
+
+def test_resolve_json_contract():
+    result = run("resolve", LLAMA, "--roles", "q,v,ffn", "--rank-for", "ffn=4", "--format", "json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert set(doc) == {"model", "model_type", "plugin", "roles", "target_modules", "target_parameters",
+                        "trainable_parameters", "warnings"}
+    assert doc["model_type"] == "llama" and doc["plugin"] == "llama"
+    assert set(doc["roles"]) == {"attention-q", "attention-v", "ffn-gate", "ffn-up", "ffn-down"}
+    assert len(doc["roles"]["attention-q"]) == 32
+    assert doc["target_modules"] == ["down_proj", "gate_proj", "q_proj", "up_proj", "v_proj"]
+    # q: 8*(4096+4096), v: 8*(4096+1024), gate/up/down: 4*(4096+14336) each; 32 layers
+    assert doc["trainable_parameters"] == 32 * (8 * 8192 + 8 * 5120 + 3 * 4 * 18432)
+
+
+def test_preset_equals_explicit_options():
+    preset = json.loads(run("resolve", LLAMA, "--preset", "qv8-ffn4", "-f", "json").stdout)
+    explicit = json.loads(run("resolve", LLAMA, "--roles", "q,v,ffn", "--rank", "8", "--alpha", "16",
+                              "--rank-for", "ffn=4", "--alpha-for", "ffn=8", "-f", "json").stdout)
+    assert preset == explicit
+
+
+def test_peft_format_loads_in_peft_and_adapts_exactly(tmp_path):
+    from peft import LoraConfig
+
+    out = tmp_path / "adapter_config.json"
+    result = run("resolve", str(FIXTURES / "qwen3-30b-a3b"), "--preset", "qv8-ffn4", "--roles", "q,v,experts",
+                 "--rank-for", "experts=4", "-f", "peft", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    config = LoraConfig.from_pretrained(str(tmp_path))
+    assert config.r == 8 and config.lora_alpha == 16
+    assert sorted(config.target_parameters) == ["down_proj", "gate_up_proj"]
+    import lora_registry as lr
+
+    resolution = lr.resolve(str(FIXTURES / "qwen3-30b-a3b"), roles="q,v,experts")
+    from peft import get_peft_model
+
+    model = get_peft_model(resolution.model_map.module, config)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trainable == resolution.trainable_parameters(r=8, ranks={"experts": 4})
+
+
+def test_table_output_names_roles_and_count():
+    result = run("resolve", str(EXAMPLES / "phi-3-mini-4k-instruct"), "--roles", "q,v")
+    assert result.exit_code == 0
+    assert "attention-qkv" in result.stdout and "qkv_proj" in result.stdout
+    assert "warning" in result.stdout
+
+
+def test_inspect_plugins_roles():
+    inspect = run("inspect", LLAMA, "--json")
+    assert inspect.exit_code == 0
+    doc = json.loads(inspect.stdout)
+    assert doc["plugin"] == "llama" and len(doc["modules"]) == 32 * 7 + 2
+    assert doc["parameters_by_role"]["attention-q"] == 32 * 4096 * 4096
+    table = run("inspect", LLAMA)
+    assert table.exit_code == 0 and "plugin llama" in table.stdout
+    plugins = json.loads(run("plugins", "--json").stdout)
+    names = [p["name"] for p in plugins["plugins"]]
+    assert {"llama", "mistral", "phi", "generic", "declarative"} <= set(names)
+    assert plugins["hookspec_version"] >= 1
+    roles = json.loads(run("roles", "--json").stdout)
+    assert "attention-kv-b" in roles["roles"] and roles["aliases"]["ffn"] == ["ffn-gate", "ffn-up", "ffn-down", "ffn-gate-up"]
+
+
+BAD = [
+    (["resolve", "/no/such/dir", "--roles", "q"], "no such file"),
+    (["resolve", str(FIXTURES), "--roles", "q"], "no config.json"),
+    (["resolve", "not_a_model_type", "--roles", "q"], "not a path"),
+    (["resolve", LLAMA, "--roles", "q,zz"], "unknown role"),
+    (["resolve", LLAMA, "--roles", "experts"], "matches nothing"),
+    (["resolve", LLAMA, "--roles", "q", "--rank", "0"], "rank"),
+    (["resolve", LLAMA, "--roles", "q", "--rank-for", "q=x"], "not a whole number"),
+    (["resolve", LLAMA, "--roles", "q", "--rank-for", "q"], "ROLE=VALUE"),
+    (["resolve", LLAMA, "--roles", "q", "--format", "yaml"], "unknown format"),
+    (["resolve", LLAMA, "--preset", "nope"], "unknown preset"),
+    (["resolve", LLAMA], "give --roles"),
+    (["resolve", LLAMA, "--roles", "q", "-o", "/no/such/dir/out.json"], "does not exist"),
+    (["resolve", LLAMA, "--roles", "q", "--scope", "text"], "unknown scope"),
+    (["inspect", "/no/such/config.json"], "no such file"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a[2:]) or a[0] for a, _ in BAD])
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    result = run(*args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.output
+
+
+def test_malformed_config_and_remote_code(tmp_path):
+    (tmp_path / "config.json").write_text("{oops")
+    result = run("resolve", str(tmp_path), "--roles", "q")
+    assert result.exit_code == 2 and "malformed JSON" in result.stderr
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "x_custom", "auto_map": {"AutoConfig": "c.C"}}))
+    result = run("resolve", str(tmp_path), "--roles", "q")
+    assert result.exit_code == 2 and "--trust-remote-code" in result.stderr
+
+
+def test_output_file_only_when_the_run_succeeds(tmp_path):
+    out = tmp_path / "adapter_config.json"
+    failed = run("resolve", LLAMA, "--roles", "experts", "-f", "peft", "-o", str(out))
+    assert failed.exit_code == 2 and not out.exists() and list(tmp_path.iterdir()) == []
+    ok = run("resolve", LLAMA, "--roles", "q,v", "-f", "peft", "-o", str(out))
+    assert ok.exit_code == 0 and json.loads(out.read_text())["target_modules"] == ["q_proj", "v_proj"]
+    again = run("resolve", LLAMA, "--roles", "q", "-f", "peft", "-o", str(out))
+    assert again.exit_code == 2 and "--force" in again.stderr
+    assert json.loads(out.read_text())["target_modules"] == ["q_proj", "v_proj"]
+    forced = run("resolve", LLAMA, "--roles", "q", "-f", "peft", "-o", str(out), "--force")
+    assert forced.exit_code == 0 and json.loads(out.read_text())["target_modules"] == ["q_proj"]
+
+
+def test_real_subprocess():
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    ok = subprocess.run([sys.executable, "-m", "lora_registry", "resolve", LLAMA, "--roles", "q,v", "--format", "json"],
+                        capture_output=True, text=True, env=env, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["trainable_parameters"] == 32 * (8 * 8192 + 8 * 5120)
+    bad = subprocess.run([sys.executable, "-m", "lora_registry", "resolve", LLAMA, "--roles", "q", "--bogus"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr

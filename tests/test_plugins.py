@@ -1,0 +1,151 @@
+"""Plugin manager: every built-in answers, hooks are documented, precedence and isolation hold."""
+
+from __future__ import annotations
+
+import inspect as pyinspect
+
+import pytest
+
+import lora_registry as lr
+from lora_registry import hookimpl, hookspecs
+from lora_registry.manager import BUILTIN_PLUGINS, get_plugin_manager, precedence
+from conftest import EXAMPLES, FIXTURES
+
+
+@pytest.mark.parametrize("name,model", [
+    ("llama", EXAMPLES / "llama-3.1-8b"),
+    ("mistral", EXAMPLES / "mistral-7b-v0.3"),
+    ("phi", EXAMPLES / "phi-3-mini-4k-instruct"),
+    ("declarative", "gpt2"),
+    ("generic", FIXTURES / "qwen3-30b-a3b"),
+])
+def test_every_builtin_plugin_answers(pm, name, model):
+    # The marker's project name must equal the manager's, or hookimpls are silently ignored.
+    assert pm.get_plugin(name) is not None
+    assert pm.get_hookcallers(pm.get_plugin(name))
+    assert lr.inspect(str(model), plugin_manager=pm).plugin == name
+
+
+def test_all_builtins_registered_and_ordered(pm):
+    assert {n for n, _ in pm.list_name_plugin()} == set(BUILTIN_PLUGINS)
+    order = precedence(pm)
+    assert order.index("llama") < order.index("declarative") < order.index("generic")
+    assert order[-1] == "generic"
+
+
+def test_every_hook_is_documented():
+    for name, spec in pyinspect.getmembers(hookspecs, pyinspect.isfunction):
+        if not name.startswith("lora_registry_"):
+            continue
+        doc = pyinspect.getdoc(spec) or ""
+        assert ":return:" in doc, f"hook {name} does not document its return contract"
+        for param in pyinspect.signature(spec).parameters:
+            assert f":param {param}:" in doc, f"hook {name} does not document {param}"
+
+
+def test_builtin_plugins_document_their_hooks(pm):
+    for name, plugin in pm.list_name_plugin():
+        for hook in pm.get_hookcallers(plugin):
+            impl = next(i for i in hook.get_hookimpls() if i.plugin_name == name)
+            assert pyinspect.getdoc(impl.function), f"{name}.{hook.name} has no docstring"
+
+
+class _Custom:
+    """A third-party plugin answering for llama: gives only q a role."""
+
+    @hookimpl
+    def lora_registry_model_types(self):
+        """llama"""
+        return ["llama"]
+
+    @hookimpl
+    def lora_registry_classify(self, model_type, leaves):
+        """Only q_proj."""
+        if model_type != "llama":
+            return None
+        return {leaf.name: "attention-q" for leaf in leaves if leaf.name.endswith("q_proj")}
+
+
+class _Raises:
+    @hookimpl
+    def lora_registry_classify(self):
+        raise RuntimeError("boom")
+
+
+class _Garbage:
+    @hookimpl
+    def lora_registry_classify(self, leaves):
+        return {"no.such.module": "attention-q"}
+
+
+class _BadRole:
+    @hookimpl
+    def lora_registry_classify(self, leaves):
+        return {leaves[0].name: "attention-z"}
+
+
+def _manager_with(*plugins):
+    pm = get_plugin_manager(entry_points=False)
+    for index, plugin in enumerate(plugins):
+        pm.register(plugin, name=f"third{index}")
+    return pm
+
+
+def test_third_party_plugin_beats_builtin():
+    pm = _manager_with(_Custom())
+    m = lr.inspect(str(EXAMPLES / "llama-3.1-8b"), plugin_manager=pm)
+    assert m.plugin == "third0"
+    assert set(filter(None, m.roles.values())) == {"attention-q"}
+    forced = lr.inspect(str(EXAMPLES / "llama-3.1-8b"), plugin_manager=pm, plugin="llama")
+    assert forced.plugin == "llama"
+
+
+@pytest.mark.parametrize("bad,message", [
+    (_Raises(), "boom"), (_Garbage(), "no.such.module"), (_BadRole(), "attention-z"),
+])
+def test_a_failing_plugin_is_named_and_the_rest_keep_working(bad, message):
+    pm = _manager_with(bad)
+    m = lr.inspect(str(EXAMPLES / "mistral-7b-v0.3"), plugin_manager=pm)
+    assert m.plugin == "mistral"
+    assert any("third0" in w and message in w for w in m.warnings)
+    assert any(f.plugin == "third0" for f in pm.lora_registry_failures)
+
+
+def test_strict_plugins_env_makes_failures_fatal(monkeypatch):
+    monkeypatch.setenv("LORA_REGISTRY_STRICT_PLUGINS", "1")
+    with pytest.raises(lr.PluginError, match="third0"):
+        lr.inspect("mistral", plugin_manager=_manager_with(_Raises()))
+
+
+def test_disable_env_skips_plugins(monkeypatch):
+    monkeypatch.setenv("LORA_REGISTRY_DISABLE_PLUGINS", "llama")
+    pm = get_plugin_manager(entry_points=False)
+    assert pm.get_plugin("llama") is None
+    assert lr.inspect(str(EXAMPLES / "llama-3.1-8b"), plugin_manager=pm).plugin == "declarative"
+
+
+def test_unknown_forced_plugin():
+    with pytest.raises(lr.PluginError, match="no plugin named"):
+        lr.inspect("mistral", plugin="nope")
+
+
+def test_data_only_fragment_adds_an_architecture_and_a_preset():
+    class Fragment:
+        @hookimpl
+        def lora_registry_registry_fragment(self):
+            return """
+[presets.tiny]
+roles = "q"
+rank = 2
+alpha = 4
+
+[architectures.qwen3_moe]
+layers = "model.layers"
+[architectures.qwen3_moe.layer_roles]
+attention-q = "self_attn.q_proj"
+"""
+
+    pm = _manager_with(Fragment())
+    m = lr.inspect(str(FIXTURES / "qwen3-30b-a3b"), plugin_manager=pm)
+    assert m.plugin == "declarative"
+    assert set(filter(None, m.roles.values())) == {"attention-q"}

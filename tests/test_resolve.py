@@ -1,0 +1,177 @@
+"""Library API: model inputs, role rules, fused modules, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
+import lora_registry as lr
+from conftest import EXAMPLES, FIXTURES, apply_peft
+
+
+def test_model_map_shape_and_roles():
+    m = lr.inspect(str(EXAMPLES / "llama-3.1-8b"))
+    d = m.to_dict()
+    assert set(d) == {"model", "model_type", "plugin", "modules"}
+    assert d["model_type"] == "llama" and d["plugin"] == "llama"
+    q = next(e for e in d["modules"] if e["name"] == "model.layers.0.self_attn.q_proj")
+    assert q == {"name": "model.layers.0.self_attn.q_proj", "role": "attention-q", "kind": "module",
+                 "shape": [4096, 4096], "layer": 0, "scope": "language"}
+    k = next(e for e in d["modules"] if e["name"] == "model.layers.31.self_attn.k_proj")
+    assert k["shape"] == [1024, 4096] and k["layer"] == 31  # GQA: 8 kv heads x 128
+    head = next(e for e in d["modules"] if e["name"] == "lm_head")
+    assert head["role"] == "lm-head" and head["layer"] is None
+
+
+def test_experts_as_parameters():
+    m = lr.inspect(str(FIXTURES / "qwen3-30b-a3b"))
+    entry = next(e for e in m.to_dict()["modules"] if e["name"] == "model.layers.5.mlp.experts.gate_up_proj")
+    assert entry["kind"] == "parameter" and entry["role"] == "experts-gate-up"
+    assert entry["shape"] == [128, 2 * 768, 2048] and entry["layer"] == 5
+    r = lr.resolve(str(FIXTURES / "qwen3-30b-a3b"), roles="experts")
+    assert r.modules == {} and set(r.parameters) == {"experts-gate-up", "experts-down"}
+    assert r.lora_config().target_parameters == ["down_proj", "gate_up_proj"]
+
+
+def test_fused_role_resolves_to_fused_module_with_warning():
+    r = lr.resolve(str(EXAMPLES / "phi-3-mini-4k-instruct"), roles="q,v")
+    assert list(r.modules) == ["attention-qkv"]
+    assert len(r.warnings) == 1 and "attention-k" in r.warnings[0] and "qkv_proj" in r.warnings[0]
+    with pytest.raises(lr.RoleError, match="fused"):
+        lr.resolve(str(EXAMPLES / "phi-3-mini-4k-instruct"), roles="q,v", strict=True)
+
+
+def test_missing_role_names_what_the_model_has():
+    with pytest.raises(lr.RoleError) as info:
+        lr.resolve(str(EXAMPLES / "llama-3.1-8b"), roles="q,experts")
+    assert "experts" in str(info.value) and "attention-q" in str(info.value)
+    with pytest.raises(lr.RoleError, match="attention-q-a"):
+        lr.resolve(str(EXAMPLES / "llama-3.1-8b"), roles="attention-q-a")
+
+
+def test_alias_matching_part_of_its_roles_is_fine():
+    r = lr.resolve("gpt2", roles="ffn")  # GPT-2 has no gate
+    assert set(r.modules) == {"ffn-up", "ffn-down"}
+    assert r.warnings == []
+
+
+def test_unknown_role_is_an_error_before_building():
+    with pytest.raises(lr.RoleError, match="unknown role or alias 'queries'"):
+        lr.resolve("this-model-does-not-exist", roles="queries")
+
+
+def test_roles_as_a_python_list():
+    a = lr.resolve("mistral", roles=["q", "v", "ffn"])
+    b = lr.resolve("mistral", roles="q,v,ffn")
+    assert a.names_by_role() == b.names_by_role()
+
+
+def test_all_leaves_out_router_embed_and_lm_head():
+    r = lr.resolve(str(FIXTURES / "mixtral-8x7b-v0.1"), roles="all")
+    assert "router" not in r.roles and "embed" not in r.roles and "lm-head" not in r.roles
+    r2 = lr.resolve(str(FIXTURES / "mixtral-8x7b-v0.1"), roles="all,router,embed,lm-head")
+    assert {"router", "embed", "lm-head"} <= set(r2.roles)
+
+
+def test_model_inputs_agree(tmp_path):
+    by_dir = lr.resolve(str(EXAMPLES / "mistral-7b-v0.3"), roles="q,v")
+    by_file = lr.resolve(str(EXAMPLES / "mistral-7b-v0.3" / "config.json"), roles="q,v")
+    config = AutoConfig.from_pretrained(str(EXAMPLES / "mistral-7b-v0.3"))
+    by_config = lr.resolve(config, roles="q,v")
+    with torch.device("meta"):
+        module = AutoModelForCausalLM.from_config(config)
+    by_module = lr.resolve(module, roles="q,v")
+    names = by_dir.names_by_role()
+    assert names == by_file.names_by_role() == by_config.names_by_role() == by_module.names_by_role()
+    assert by_module.trainable_parameters() == by_dir.trainable_parameters()
+
+
+def test_peft_wrapped_module_maps_onto_the_same_names():
+    r = lr.resolve(str(EXAMPLES / "mistral-7b-v0.3"), roles="q,v")
+    _, _, peft_model = apply_peft(r)
+    again = lr.inspect(peft_model)
+    fresh = lr.inspect(str(EXAMPLES / "mistral-7b-v0.3"))
+    assert [(l.name, l.shape) for l in again.leaves] == [(l.name, l.shape) for l in fresh.leaves]
+    assert again.roles == fresh.roles
+
+
+def test_native_class_wins_over_auto_map(tmp_path):
+    # Phi-3's config carries auto_map, but transformers implements phi3: no remote code, no flag needed.
+    m = lr.inspect(str(EXAMPLES / "phi-3-mini-4k-instruct"))
+    assert type(m.module).__module__.startswith("transformers.models.phi3")
+
+
+def test_remote_code_needs_the_flag(tmp_path):
+    data = json.loads((FIXTURES / "phi-2" / "config.json").read_text())
+    data["model_type"] = "my_custom_arch"
+    data["auto_map"] = {"AutoConfig": "configuration_x.XConfig", "AutoModelForCausalLM": "modeling_x.XForCausalLM"}
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    with pytest.raises(lr.RemoteCodeError, match="--trust-remote-code"):
+        lr.inspect(str(tmp_path))
+
+
+@pytest.mark.parametrize("text,message", [
+    ("{not json", "malformed JSON"),
+    ("[1, 2]", "JSON object"),
+    ('{"hidden_size": 8}', "no model_type"),
+    ('{"model_type": "no_such_type"}', "unknown model_type"),
+    ('{"model_type": "llama", "num_hidden_layers": "many"}', "llama"),
+])
+def test_bad_configs_raise_model_load_error(tmp_path, text, message):
+    (tmp_path / "config.json").write_text(text)
+    with pytest.raises(lr.ModelLoadError, match=message):
+        lr.inspect(str(tmp_path))
+
+
+def test_missing_paths_and_unknown_types(tmp_path):
+    with pytest.raises(lr.ModelLoadError, match="no such file"):
+        lr.inspect(str(tmp_path / "nope" / "config.json"))
+    with pytest.raises(lr.ModelLoadError, match="no config.json"):
+        lr.inspect(str(tmp_path))
+    with pytest.raises(lr.ModelLoadError, match="did you mean llama"):
+        lr.inspect("lama")
+
+
+def test_uncached_hub_id_offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(lr.ModelLoadError, match="not in the local Hugging Face cache"):
+        lr.inspect("some-org/some-model")
+
+
+def test_cached_hub_id_is_read_from_the_cache(monkeypatch, tmp_path):
+    # Lay out a hub cache entry the way huggingface_hub does, then resolve the id offline.
+    repo = tmp_path / "models--meta-llama--Llama-3.1-8B"
+    snapshot = repo / "snapshots" / "0123456789abcdef"
+    snapshot.mkdir(parents=True)
+    shutil.copy(EXAMPLES / "llama-3.1-8b" / "config.json", snapshot / "config.json")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123456789abcdef")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    r = lr.resolve("meta-llama/Llama-3.1-8B", roles="q,v")
+    assert r.model_map.model == "meta-llama/Llama-3.1-8B" and r.model_map.plugin == "llama"
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"r": 0}, "rank"), ({"r": -3}, "rank"), ({"r": 2.5}, "rank"), ({"lora_alpha": 0}, "alpha"),
+    ({"ranks": {"ffn": 0}}, "rank for ffn"), ({"ranks": {"experts": 4}}, "not among the resolved roles"),
+    ({"ranks": {"nonsense": 4}}, "unknown role"),
+])
+def test_bad_lora_settings(kwargs, message):
+    r = lr.resolve("mistral", roles="q,v,ffn")
+    with pytest.raises(lr.LoraRegistryError, match=message):
+        r.lora_config(**kwargs)
+
+
+def test_bad_scope():
+    with pytest.raises(lr.ConfigError, match="unknown scope"):
+        lr.resolve("mistral", roles="q", scope="text")

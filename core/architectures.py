@@ -90,3 +90,54 @@ def kv_heads(config) -> int:
 
 def _pattern(text: str) -> re.Pattern:
     return re.compile(r"\d+".join(re.escape(part) for part in text.split("*")))
+
+
+def classify_family(plugin: str, model_types, model_type, config, leaves, registry, shapes) -> dict[str, str] | None:
+    """The classify hook of a config-driven architecture plugin.
+
+    Answers ``None`` for model types the plugin does not own; otherwise expands the registry
+    entry over the config's layers with ``shapes(config) -> (per-layer shapes, model-level shapes)``
+    and checks every predicted name and shape against the built model (``check_expected``). With
+    no config (a bare module) it falls back to matching the entry by name.
+    """
+    if model_type not in model_types or model_type not in registry.architectures:
+        return None
+    entry = registry.architectures[model_type]
+    if config is None:
+        return match_entry(entry, leaves)
+    return check_expected(plugin, leaves, expand_entry(entry, config.num_hidden_layers, *shapes(config)))
+
+
+# Shape builders shared by the config-driven plugins; shapes are [out, in] (experts: [E, out, in]).
+
+def attention_shapes(config) -> dict[str, tuple[int, ...]]:
+    """Separate q/k/v/o projections with grouped-query attention."""
+    hidden, heads, dim = config.hidden_size, config.num_attention_heads, head_dim(config)
+    kv = kv_heads(config) * dim
+    return {
+        "attention-q": (heads * dim, hidden),
+        "attention-k": (kv, hidden),
+        "attention-v": (kv, hidden),
+        "attention-o": (hidden, heads * dim),
+    }
+
+
+def gated_ffn_shapes(config) -> dict[str, tuple[int, ...]]:
+    """A gated FFN: gate and up read the hidden state, down writes it."""
+    hidden, inter = config.hidden_size, config.intermediate_size
+    return {"ffn-gate": (inter, hidden), "ffn-up": (inter, hidden), "ffn-down": (hidden, inter)}
+
+
+def stacked_experts_shapes(config, experts: int) -> dict[str, tuple[int, ...]]:
+    """transformers 5 routed experts: fused gate_up and down as 3-D parameters, plus the router."""
+    hidden, inter = config.hidden_size, config.intermediate_size
+    return {
+        "experts-gate-up": (experts, 2 * inter, hidden),
+        "experts-down": (experts, hidden, inter),
+        "router": (experts, hidden),
+    }
+
+
+def vocab_shapes(config) -> dict[str, tuple[int, ...]]:
+    """Input embedding and output head."""
+    return {"embed": (config.vocab_size, config.hidden_size), "lm-head": (config.vocab_size, config.hidden_size)}

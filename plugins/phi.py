@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from lora_registry import hookimpl
-from lora_registry.architectures import check_expected, expand_entry, head_dim, kv_heads, match_entry
+from lora_registry.architectures import (
+    attention_shapes,
+    classify_family,
+    head_dim,
+    kv_heads,
+    stacked_experts_shapes,
+    vocab_shapes,
+)
 
 MODEL_TYPES = ("phi", "phi3", "phimoe")
 
@@ -17,39 +24,22 @@ def lora_registry_model_types():
 @hookimpl
 def lora_registry_classify(model_type, config, leaves, registry):
     """Answer for the Phi family when the model has exactly the leaves the config predicts."""
-    if model_type not in MODEL_TYPES or model_type not in registry.architectures:
-        return None
-    entry = registry.architectures[model_type]
-    if config is None:
-        return match_entry(entry, leaves)
-    return check_expected("phi", leaves, expand_entry(entry, config.num_hidden_layers, *shapes(config)))
+    return classify_family("phi", MODEL_TYPES, model_type, config, leaves, registry, shapes)
 
 
 def shapes(config):
     """Per-layer and model-level shapes of each Phi generation, from its config."""
     hidden, heads, dim = config.hidden_size, config.num_attention_heads, head_dim(config)
-    kv, inter = kv_heads(config) * dim, config.intermediate_size
+    inter = config.intermediate_size
     if config.model_type == "phi3":
         layer = {
-            "attention-qkv": (heads * dim + 2 * kv, hidden),  # fused: q, then k and v
+            "attention-qkv": (heads * dim + 2 * kv_heads(config) * dim, hidden),  # fused: q, then k and v
             "attention-o": (hidden, heads * dim),
             "ffn-gate-up": (2 * inter, hidden),
             "ffn-down": (hidden, inter),
         }
-    else:
-        layer = {
-            "attention-q": (heads * dim, hidden),
-            "attention-k": (kv, hidden),
-            "attention-v": (kv, hidden),
-            "attention-o": (hidden, heads * dim),
-        }
-        if config.model_type == "phimoe":
-            experts = config.num_local_experts
-            layer.update({
-                "experts-gate-up": (experts, 2 * inter, hidden),
-                "experts-down": (experts, hidden, inter),
-                "router": (experts, hidden),
-            })
-        else:
-            layer.update({"ffn-up": (inter, hidden), "ffn-down": (hidden, inter)})
-    return layer, {"embed": (config.vocab_size, hidden), "lm-head": (config.vocab_size, hidden)}
+    elif config.model_type == "phimoe":
+        layer = {**attention_shapes(config), **stacked_experts_shapes(config, config.num_local_experts)}
+    else:  # phi-1/1.5/2: a plain (ungated) fc1/fc2 FFN
+        layer = {**attention_shapes(config), "ffn-up": (inter, hidden), "ffn-down": (hidden, inter)}
+    return layer, vocab_shapes(config)

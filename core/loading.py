@@ -13,6 +13,13 @@ from typing import Any
 from .errors import ModelLoadError, RemoteCodeError
 
 
+# Size fields checked before transformers sees them: a negative layer count would build an empty model.
+_SIZE_FIELDS = (
+    "num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
+    "vocab_size", "head_dim", "num_local_experts", "n_routed_experts", "num_experts", "moe_intermediate_size",
+)
+
+
 @dataclass
 class LoadedModel:
     """A model ready to inspect: the module, its config (if any), its model_type and a display label."""
@@ -90,6 +97,10 @@ def config_from_file(file: Path, trust_remote_code: bool, label: str | None = No
     model_type = data.get("model_type")
     if not isinstance(model_type, str) or not model_type:
         raise ModelLoadError(f"{label}: config.json has no model_type")
+    for key in _SIZE_FIELDS:
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ModelLoadError(f"{label}: {key} must be a positive whole number, not {value!r}")
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
     if model_type in CONFIG_MAPPING:
@@ -181,10 +192,31 @@ def _cached_hub_config(repo_id: str) -> Path:
     )
     if offline:
         raise ModelLoadError(advice + " (HF_HUB_OFFLINE is set)")
+    if not _hub_reachable():
+        raise ModelLoadError(advice + " (the hub is not reachable from here)")
+    from huggingface_hub.utils import logging as hub_logging
+
+    previous = hub_logging.get_verbosity()
+    hub_logging.set_verbosity_error()  # its retry chatter would break the one-line error contract
     try:
         return Path(hf_hub_download(repo_id, "config.json", etag_timeout=5))
     except Exception:
         raise ModelLoadError(advice) from None
+    finally:
+        hub_logging.set_verbosity(previous)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP probe of the hub endpoint, so an unreachable hub fails in seconds, not after retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((endpoint.hostname or "huggingface.co", endpoint.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _unwrap_peft(model):

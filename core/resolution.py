@@ -257,9 +257,14 @@ def resolve_map(model_map: ModelMap, requests, scopes, *, strict=False, registry
                 fused_notes.setdefault(fused, (example, []))[1].append(role)
                 hits = [fused]
         if not hits:
-            what = "role" if explicit and request.written in registry.roles else "alias"
+            if request.written in registry.roles:
+                what = f"role {request.written!r}"
+            elif explicit:
+                what = f"role {request.written!r} ({request.roles[0]})"
+            else:
+                what = f"alias {request.written!r}"
             raise RoleError(
-                f"{what} {request.written!r} matches nothing in {model_map.model}{where}; "
+                f"{what} matches nothing in {model_map.model}{where}; "
                 f"it has: {', '.join(present) or 'no roles'}"
             )
         chosen.extend(hits)

@@ -119,7 +119,9 @@ def test_remote_code_needs_the_flag(tmp_path):
     ("[1, 2]", "JSON object"),
     ('{"hidden_size": 8}', "no model_type"),
     ('{"model_type": "no_such_type"}', "unknown model_type"),
-    ('{"model_type": "llama", "num_hidden_layers": "many"}', "llama"),
+    ('{"model_type": "llama", "num_hidden_layers": "many"}', "num_hidden_layers must be a positive whole number"),
+    ('{"model_type": "llama", "num_hidden_layers": -2}', "num_hidden_layers must be a positive whole number"),
+    ('{"model_type": "llama", "hidden_size": 100, "num_attention_heads": 3}', "invalid llama config"),
 ])
 def test_bad_configs_raise_model_load_error(tmp_path, text, message):
     (tmp_path / "config.json").write_text(text)
@@ -140,6 +142,14 @@ def test_uncached_hub_id_offline(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(lr.ModelLoadError, match="not in the local Hugging Face cache"):
+        lr.inspect("some-org/some-model")
+
+
+def test_uncached_hub_id_with_the_hub_unreachable_fails_fast(monkeypatch, tmp_path):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens there
+    with pytest.raises(lr.ModelLoadError, match="not reachable"):
         lr.inspect("some-org/some-model")
 
 

@@ -78,16 +78,14 @@ class Resolution:
     def target_parameters(self) -> list[str]:
         """PEFT ``target_parameters``: suffixes where exact, else full parameter names."""
         keys = self.target_keys()
-        selected = [key for name, key in keys.items() if key != name or name in self._parameter_names()]
+        parameters = {n for names in self.parameters.values() for n in names}
+        selected = [key for name, key in keys.items() if key != name or name in parameters]
         if not selected:
             return []
         module = self.model_map.module
         universe = [name for name, _ in module.named_parameters()] if module is not None else selected
         suffixes = exact_suffixes(selected, universe)
         return suffixes if suffixes is not None else sorted(selected)
-
-    def _parameter_names(self) -> set[str]:
-        return {n for names in self.parameters.values() for n in names}
 
     def covers(self, key: str) -> bool:
         """True when role or alias ``key`` names at least one resolved role (fused substitutes count)."""
@@ -99,7 +97,7 @@ class Resolution:
 
     def rank_of(self, role: str, r: int, ranks: Mapping[str, int] | None) -> int:
         """The rank a role gets: its own override, an alias override, else ``r``."""
-        return _per_role(ranks or {}, self, "rank")[0].get(role, r)
+        return _per_role(ranks or {}, self, "rank").get(role, r)
 
     # ------------------------------------------------------------------ outputs
     def lora_config(
@@ -121,8 +119,8 @@ class Resolution:
 
         r = _check_rank(r, "rank")
         lora_alpha = _check_alpha(2 * r if lora_alpha is None else lora_alpha, "alpha")
-        rank_pattern = self._pattern(_per_role(ranks or {}, self, "rank")[0])
-        alpha_pattern = self._pattern(_per_role(alphas or {}, self, "alpha")[0])
+        rank_pattern = self._pattern(_per_role(ranks or {}, self, "rank"))
+        alpha_pattern = self._pattern(_per_role(alphas or {}, self, "alpha"))
         target_modules = self.target_modules()
         target_parameters = self.target_parameters()
         kwargs = dict(
@@ -147,7 +145,7 @@ class Resolution:
     def trainable_by_role(self, r: int = DEFAULT_RANK, ranks: Mapping[str, int] | None = None) -> dict[str, int]:
         """Trainable LoRA parameters per role."""
         r = _check_rank(r, "rank")
-        per_role = _per_role(ranks or {}, self, "rank")[0]
+        per_role = _per_role(ranks or {}, self, "rank")
         out: dict[str, int] = {}
         by_name = {leaf.name: leaf for leaf in self.model_map.leaves}
         for role, names in self.names_by_role().items():
@@ -301,7 +299,7 @@ def parse_scopes(scope: str | Sequence[str]) -> tuple[str, ...]:
     return out
 
 
-def _per_role(overrides: Mapping[str, Any], resolution: Resolution, what: str) -> tuple[dict[str, Any], None]:
+def _per_role(overrides: Mapping[str, Any], resolution: Resolution, what: str) -> dict[str, Any]:
     """Expand ``{"ffn": 4, "q": 16}`` to concrete roles; a single role beats an alias covering it."""
     registry = resolution.registry
     out: dict[str, Any] = {}
@@ -318,7 +316,7 @@ def _per_role(overrides: Mapping[str, Any], resolution: Resolution, what: str) -
             if weight >= specificity.get(role, -1):
                 out[role] = value
                 specificity[role] = weight
-    return out, None
+    return out
 
 
 def _check_rank(value: Any, what: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import os
 import warnings
@@ -130,41 +131,33 @@ def build_model(config, trust_remote_code: bool = False):
     """Instantiate the model for ``config`` on the meta device."""
     import torch
     import transformers
-    from transformers.models.auto import modeling_auto
 
     remote = bool(getattr(config, "auto_map", None)) and config.model_type not in _native_model_types()
     if remote and not trust_remote_code:
         raise RemoteCodeError(f"{config.model_type}: building this model runs remote code; pass --trust-remote-code")
-    candidates = []
+    builders = []  # the checkpoint's own class first, then the Auto classes in task order
     for arch in getattr(config, "architectures", None) or []:
         cls = getattr(transformers, arch, None) if isinstance(arch, str) else None
-        if cls is not None:
-            candidates.append(cls)
-    for mapping in (
-        "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES",
-        "MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES",
-        "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES",
-        "MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES",
-        "MODEL_MAPPING_NAMES",
+        if cls is not None and hasattr(cls, "_from_config"):
+            builders.append(cls._from_config)
+    for auto_name in (
+        "AutoModelForCausalLM", "AutoModelForImageTextToText", "AutoModelForSeq2SeqLM",
+        "AutoModelForSpeechSeq2Seq", "AutoModel",
     ):
-        name = getattr(modeling_auto, mapping, {}).get(config.model_type)
-        if isinstance(name, (list, tuple)):
-            name = name[0]
-        cls = getattr(transformers, name, None) if name else None
-        if cls is not None and cls not in candidates:
-            candidates.append(cls)
-    try:
-        with warnings.catch_warnings(), torch.device("meta"):
-            warnings.simplefilter("ignore")
-            if remote:
-                return transformers.AutoModelForCausalLM.from_config(config, trust_remote_code=True)
-            if not candidates:
-                raise ModelLoadError(f"{config.model_type}: transformers has no model class for this model_type")
-            return candidates[0]._from_config(config)
-    except ModelLoadError:
-        raise
-    except Exception as exc:  # a config transformers accepted but cannot build from
-        raise ModelLoadError(f"{config.model_type}: cannot build the model from this config: {_one_line(exc)}") from None
+        auto = getattr(transformers, auto_name, None)
+        if auto is not None and (remote or type(config) in auto._model_mapping):
+            builders.append(functools.partial(auto.from_config, trust_remote_code=True) if remote else auto.from_config)
+    if not builders:
+        raise ModelLoadError(f"{config.model_type}: transformers has no model class for this model_type")
+    first_error = None
+    for build in builders:
+        try:
+            with warnings.catch_warnings(), torch.device("meta"):
+                warnings.simplefilter("ignore")
+                return build(config)
+        except Exception as exc:  # a config transformers accepted but this class cannot build from
+            first_error = first_error or exc
+    raise ModelLoadError(f"{config.model_type}: cannot build the model from this config: {_one_line(first_error)}")
 
 
 def _native_model_types():

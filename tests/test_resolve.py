@@ -185,3 +185,9 @@ def test_bad_lora_settings(kwargs, message):
 def test_bad_scope():
     with pytest.raises(lr.ConfigError, match="unknown scope"):
         lr.resolve("mistral", roles="q", scope="text")
+
+
+def test_builds_through_auto_classes_when_the_direct_class_cannot():
+    # Emu3's config only builds through AutoModelForCausalLM (which takes its text config).
+    m = lr.inspect("emu3")
+    assert type(m.module).__name__ == "Emu3ForCausalLM" and m.present_roles()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Mapping, Sequence
 
 from .errors import ConfigError, RoleError
@@ -54,6 +55,11 @@ class Resolution:
         expert parameters (see ``peft_renamed_leaves``); those are targeted exactly through
         ``target_parameters`` as ``<module>.weight``, which adds the same LoRA parameters.
         """
+        return dict(self._target_keys)
+
+    @cached_property
+    def _target_keys(self) -> dict[str, str]:
+        # Computed once: lora_config asks for it from target_modules, target_parameters and each pattern.
         renamed = peft_renamed_leaves(self.model_map.model_type)
         keys = {}
         for leaf in self.leaves:
@@ -63,7 +69,7 @@ class Resolution:
 
     def target_modules(self) -> list[str] | str:
         """PEFT ``target_modules``: a short suffix list where that is exact, else a regex (or full names)."""
-        keys = self.target_keys()
+        keys = self._target_keys
         selected = [keys[n] for names in self.modules.values() for n in names if keys[n] == n]
         if not selected:
             return []
@@ -77,7 +83,7 @@ class Resolution:
 
     def target_parameters(self) -> list[str]:
         """PEFT ``target_parameters``: suffixes where exact, else full parameter names."""
-        keys = self.target_keys()
+        keys = self._target_keys
         parameters = {n for names in self.parameters.values() for n in names}
         selected = [key for name, key in keys.items() if key != name or name in parameters]
         if not selected:
@@ -186,7 +192,7 @@ class Resolution:
         """PEFT pattern keys for per-role overrides: exact among this resolution's own targets."""
         if not per_role:
             return {}
-        keys = self.target_keys()
+        keys = self._target_keys
         by_role = {role: [keys[n] for n in names] for role, names in self.names_by_role().items()}
         targeted = [key for names in by_role.values() for key in names]
         pattern: dict[str, Any] = {}

@@ -10,6 +10,7 @@ name in the model.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Iterable, Sequence
 
 
@@ -90,6 +91,7 @@ def _factor(patterns: Sequence[str]) -> str:
     return head + r"\." + body if head else body
 
 
+@lru_cache(maxsize=None)
 def peft_renamed_leaves(model_type: str) -> frozenset[str]:
     """Module names PEFT rewrites into expert parameters for this model_type.
 

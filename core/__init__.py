@@ -22,10 +22,10 @@ from .errors import (
     RemoteCodeError,
     RoleError,
 )
-from .hookspecs import HOOKSPEC_VERSION, hookimpl
+from .hookspecs import HOOKSPEC_VERSION, Null, hookimpl
 
 __all__ = [
-    "ConfigError", "HOOKSPEC_VERSION", "LoraRegistryError", "ModelLoadError", "ModelMap", "PluginError",
+    "ConfigError", "HOOKSPEC_VERSION", "LoraRegistryError", "ModelLoadError", "ModelMap", "Null", "PluginError",
     "RegistryError", "RemoteCodeError", "Resolution", "RoleError", "get_plugin_manager", "hookimpl",
     "inspect", "resolve",
 ]

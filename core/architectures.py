@@ -6,15 +6,18 @@ import re
 from typing import Iterable, Mapping, Sequence
 
 from .errors import PluginError
+from .hookspecs import Null
 from .registry import Architecture
 
 
-def match_entry(entry: Architecture, leaves: Sequence) -> dict[str, str] | None:
+def match_entry(entry: Architecture, leaves: Sequence) -> dict[str, str | Null] | None:
     """Roles for ``leaves`` according to a declarative entry, or ``None`` when the entry does not fit.
 
     The entry fits when every role it lists inside the layer stack names at least one leaf.
+    Leaves the entry does not name are explicit nulls.
     """
-    layer_re = re.compile(re.escape(entry.layers) + r"\.(\d+)\.(.+)$")
+    stacks = "|".join(re.escape(stack) for stack in entry.layers)
+    layer_re = re.compile(rf"(?:{stacks})\.(\d+)\.(.+)$")
     layer_patterns = [(role, _pattern(p)) for role, names in entry.layer_roles.items() for p in names]
     model_patterns = [(role, _pattern(p)) for role, names in entry.model_roles.items() for p in names]
     roles: dict[str, str] = {}
@@ -29,7 +32,8 @@ def match_entry(entry: Architecture, leaves: Sequence) -> dict[str, str] | None:
     found = set(roles.values())
     if not all(role in found for role in entry.layer_roles):
         return None
-    return roles
+    unnamed = Null(f"not named by the [architectures.{entry.model_type}] entry")
+    return {leaf.name: roles.get(leaf.name, unnamed) for leaf in leaves}
 
 
 def check_expected(plugin: str, leaves: Sequence, expected: Mapping[str, tuple[str, tuple[int, ...]]]) -> dict[str, str]:
@@ -70,7 +74,7 @@ def expand_entry(
     for index, shapes in enumerate(per_layer):
         for role, shape in shapes.items():
             for name in entry.layer_roles[role]:
-                out[f"{entry.layers}.{index}.{name}"] = (role, tuple(shape))
+                out[f"{entry.layers[0]}.{index}.{name}"] = (role, tuple(shape))
     for role, shape in model_shapes.items():
         for name in entry.model_roles[role]:
             out[name] = (role, tuple(shape))

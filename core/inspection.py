@@ -88,6 +88,8 @@ class ModelMap:
     module: Any = field(default=None, repr=False)
     config: Any = field(default=None, repr=False)
     all_module_names: tuple[str, ...] = field(default=(), repr=False)
+    #: why a leaf has no role, where the answering plugin said (``Null(reason)``)
+    null_reasons: dict[str, str] = field(default_factory=dict)
 
     def role_of(self, name: str) -> str | None:
         """The role of leaf ``name`` (``None`` when it has none)."""
@@ -139,8 +141,8 @@ def inspect(
     from .loading import load_model
     from .manager import classify, get_plugin_manager, plugin_registry
 
-    loaded = load_model(model, trust_remote_code=trust_remote_code)
     pm = plugin_manager if plugin_manager is not None else get_plugin_manager()
+    loaded = load_model(model, trust_remote_code=trust_remote_code, plugin_manager=pm)
     registry, warnings = plugin_registry(pm)
     leaves = list(collect_leaves(loaded.model, registry))
     answer = classify(
@@ -164,6 +166,7 @@ def inspect(
         module=loaded.model,
         config=loaded.config,
         all_module_names=names,
+        null_reasons=answer.null_reasons,
     )
 
 
@@ -280,8 +283,8 @@ def _scope_words(registry: Registry) -> dict[str, str]:
 def _scope(path, scope_words: Mapping[str, str]) -> str:
     # The innermost listed component wins: a projector inside a vision tower (Qwen2-VL's merger) is a projector.
     scope = "language"
-    for component, _ in path[:-1]:
-        scope = scope_words.get(component.lower(), scope)
+    for component, cls in path:
+        scope = scope_words.get(component.lower(), scope_words.get(cls.lower(), scope))
     return scope
 
 

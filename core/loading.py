@@ -31,12 +31,13 @@ class LoadedModel:
     label: str
 
 
-def load_model(source: Any, *, trust_remote_code: bool = False) -> LoadedModel:
+def load_model(source: Any, *, trust_remote_code: bool = False, plugin_manager: Any = None) -> LoadedModel:
     """Build (or unwrap) MODEL on the meta device.
 
     ``source`` may be an ``nn.Module`` (PEFT-wrapped or not), a ``PretrainedConfig``, a path to a
     directory holding ``config.json`` or to a ``config.json``, a hub id in the local HF cache, or a
-    model_type transformers knows. No weights are ever loaded.
+    model_type transformers knows. No weights are ever loaded. A model_type transformers does not
+    know is built by the plugin that answers ``lora_registry_build_model`` in ``plugin_manager``.
     """
     import torch
 
@@ -53,20 +54,60 @@ def load_model(source: Any, *, trust_remote_code: bool = False) -> LoadedModel:
         source = os.fspath(source)
     if not isinstance(source, str) or not source.strip():
         raise ModelLoadError(f"MODEL must be a path, hub id, model_type, config or module, not {source!r}")
-    config = load_config(source, trust_remote_code=trust_remote_code)
+    config = load_config(source, trust_remote_code=trust_remote_code, plugin_manager=plugin_manager)
+    if isinstance(config, PluginModel):
+        return LoadedModel(config.model, getattr(config.model, "config", None), config.model_type, source)
     return LoadedModel(build_model(config, trust_remote_code), config, config.model_type, source)
 
 
-def load_config(source: str, *, trust_remote_code: bool = False):
-    """Read a config from a path, the HF cache, or transformers' defaults for a model_type."""
+@dataclass
+class PluginModel:
+    """A model a plugin built for a model_type transformers does not know."""
+
+    model: Any
+    model_type: str
+    plugin: str
+
+
+def build_with_plugin(plugin_manager: Any, model_type: str, data: dict, label: str) -> PluginModel | None:
+    """Ask plugins' ``lora_registry_build_model`` for ``model_type``; ``None`` when none builds it."""
+    if plugin_manager is None:
+        return None
+    import torch
+
+    for impl in reversed(plugin_manager.hook.lora_registry_build_model.get_hookimpls()):
+        kwargs = {"model_type": model_type, "config": data}
+        try:
+            with warnings.catch_warnings(), torch.device("meta"):
+                warnings.simplefilter("ignore")
+                model = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+        except Exception as exc:  # the plugin is the only way to build it: say which one failed
+            raise ModelLoadError(
+                f"{label}: plugin {impl.plugin_name!r} failed to build {model_type!r}: {_one_line(exc)}"
+            ) from None
+        if model is None:
+            continue
+        if not isinstance(model, torch.nn.Module):
+            raise ModelLoadError(
+                f"{label}: plugin {impl.plugin_name!r} built a {type(model).__name__}, not a torch.nn.Module"
+            )
+        return PluginModel(model, model_type, impl.plugin_name)
+    return None
+
+
+def load_config(source: str, *, trust_remote_code: bool = False, plugin_manager: Any = None):
+    """Read a config from a path, the HF cache, or transformers' defaults for a model_type.
+
+    Returns a ``PluginModel`` instead where a plugin builds a model_type transformers lacks.
+    """
     path = Path(source).expanduser()
     if path.is_dir():
         file = path / "config.json"
         if not file.is_file():
             raise ModelLoadError(f"{source}: directory has no config.json")
-        return config_from_file(file, trust_remote_code)
+        return config_from_file(file, trust_remote_code, plugin_manager=plugin_manager)
     if path.is_file():
-        return config_from_file(path, trust_remote_code)
+        return config_from_file(path, trust_remote_code, plugin_manager=plugin_manager)
     if _looks_like_path(source):
         raise ModelLoadError(f"{source}: no such file or directory")
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
@@ -74,16 +115,28 @@ def load_config(source: str, *, trust_remote_code: bool = False):
     if source in CONFIG_MAPPING:
         from transformers import AutoConfig
 
-        return AutoConfig.for_model(source)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return AutoConfig.for_model(source)
+        except Exception as exc:  # transformers' own validators reject some of their defaults
+            raise ModelLoadError(f"{source}: transformers cannot make its default config: {_one_line(exc)}") from None
     if "/" in source:
-        return config_from_file(_cached_hub_config(source), trust_remote_code, label=source)
+        return config_from_file(_cached_hub_config(source), trust_remote_code, label=source, plugin_manager=plugin_manager)
+    built = build_with_plugin(plugin_manager, source, {"model_type": source}, source)
+    if built is not None:
+        return built
     close = difflib.get_close_matches(source, list(CONFIG_MAPPING.keys()), n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise ModelLoadError(f"{source!r} is not a path, a hub id, or a model_type transformers knows{hint}")
 
 
-def config_from_file(file: Path, trust_remote_code: bool, label: str | None = None):
-    """Parse a ``config.json`` with precise errors; remote code only with ``trust_remote_code``."""
+def config_from_file(file: Path, trust_remote_code: bool, label: str | None = None, plugin_manager: Any = None):
+    """Parse a ``config.json`` with precise errors; remote code only with ``trust_remote_code``.
+
+    A model_type transformers does not know goes to the plugins' ``lora_registry_build_model``
+    first (an installed plugin is trusted code; a config's ``auto_map`` is not).
+    """
     label = label or str(file)
     try:
         text = file.read_text(encoding="utf-8")
@@ -112,6 +165,9 @@ def config_from_file(file: Path, trust_remote_code: bool, label: str | None = No
                 return CONFIG_MAPPING[model_type].from_dict(data)
         except Exception as exc:  # transformers raises many types for bad fields
             raise ModelLoadError(f"{label}: invalid {model_type} config: {_one_line(exc)}") from None
+    built = build_with_plugin(plugin_manager, model_type, data, label)
+    if built is not None:
+        return built
     if "auto_map" in data:
         if not trust_remote_code:
             raise RemoteCodeError(
@@ -124,7 +180,9 @@ def config_from_file(file: Path, trust_remote_code: bool, label: str | None = No
             return AutoConfig.from_pretrained(str(file.parent), trust_remote_code=True)
         except Exception as exc:
             raise ModelLoadError(f"{label}: remote config failed: {_one_line(exc)}") from None
-    raise ModelLoadError(f"{label}: unknown model_type {model_type!r} (not in transformers, no auto_map)")
+    raise ModelLoadError(
+        f"{label}: unknown model_type {model_type!r} (not in transformers, no installed plugin builds it, no auto_map)"
+    )
 
 
 def build_model(config, trust_remote_code: bool = False):
@@ -140,10 +198,15 @@ def build_model(config, trust_remote_code: bool = False):
         cls = getattr(transformers, arch, None) if isinstance(arch, str) else None
         if cls is not None and hasattr(cls, "_from_config"):
             builders.append(cls._from_config)
-    for auto_name in (
-        "AutoModelForCausalLM", "AutoModelForImageTextToText", "AutoModelForSeq2SeqLM",
-        "AutoModelForSpeechSeq2Seq", "AutoModel",
-    ):
+    autos = ["AutoModelForCausalLM", "AutoModelForImageTextToText", "AutoModelForSeq2SeqLM",
+             "AutoModelForSpeechSeq2Seq", "AutoModel"]
+    if getattr(config, "is_encoder_decoder", False):
+        # Whisper, BART, T5: the full encoder-decoder, not the decoder-only causal-LM class.
+        autos = autos[2:4] + autos[:2] + autos[4:]
+    elif getattr(config, "vision_config", None) is not None:
+        # Mllama, Gemma 3: the vision-language model, not the text-only causal LM inside it.
+        autos = [autos[1], autos[0]] + autos[2:]
+    for auto_name in autos:
         auto = getattr(transformers, auto_name, None)
         if auto is not None and (remote or type(config) in auto._model_mapping):
             builders.append(functools.partial(auto.from_config, trust_remote_code=True) if remote else auto.from_config)

@@ -43,6 +43,8 @@ class Answer:
     plugin: str
     roles: dict[str, str | None]
     warnings: list[str] = field(default_factory=list)
+    #: why each leaf the plugin explicitly left without a role has none (``Null(reason)`` answers)
+    null_reasons: dict[str, str] = field(default_factory=dict)
 
 
 def get_plugin_manager(*, builtins: Iterable[str] | None = None, entry_points: bool = True) -> pluggy.PluginManager:
@@ -100,7 +102,7 @@ def classify(pm, *, model_type, config, leaves, model, registry, forced: str | N
             result = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
             if result is None:
                 continue
-            roles = validate_answer(impl.plugin_name, result, leaf_names, registry)
+            roles, reasons = validate_answer(impl.plugin_name, result, leaf_names, registry)
         except Exception as exc:  # isolation: one plugin must not take the others down
             if strict_plugins() or forced is not None:
                 if isinstance(exc, PluginError):
@@ -112,14 +114,19 @@ def classify(pm, *, model_type, config, leaves, model, registry, forced: str | N
             notes.append(message)
             _record_failure(pm, impl.plugin_name, message)
             continue
-        return Answer(impl.plugin_name, {name: roles.get(name) for name in (leaf.name for leaf in leaves)}, notes)
+        return Answer(impl.plugin_name, {leaf.name: roles.get(leaf.name) for leaf in leaves}, notes, reasons)
     if forced is not None:
         raise PluginError(f"plugin {forced!r} does not understand model_type {model_type!r}")
     return Answer("none", {leaf.name: None for leaf in leaves}, notes)
 
 
-def validate_answer(plugin: str, result: Any, leaf_names: set[str], registry: Registry) -> dict[str, str | None]:
-    """Check a plugin's answer: existing leaf names, known roles, one role per leaf."""
+def validate_answer(
+    plugin: str, result: Any, leaf_names: set[str], registry: Registry
+) -> tuple[dict[str, str | None], dict[str, str]]:
+    """Check a plugin's answer (existing leaf names, known roles, one role per leaf).
+
+    Returns the roles and, for ``Null(reason)`` answers, the reasons.
+    """
     if isinstance(result, Mapping):
         pairs = list(result.items())
     else:
@@ -128,10 +135,14 @@ def validate_answer(plugin: str, result: Any, leaf_names: set[str], registry: Re
         except TypeError:
             raise PluginError(f"plugin {plugin!r} answered {type(result).__name__}, not a mapping of leaf -> role") from None
     roles: dict[str, str | None] = {}
+    reasons: dict[str, str] = {}
     for pair in pairs:
         if len(pair) != 2:
             raise PluginError(f"plugin {plugin!r} answered an entry that is not a (leaf, role) pair: {pair!r}")
         name, role = pair
+        if isinstance(role, hookspecs.Null):
+            reasons[name] = str(role.reason)
+            role = None
         if name not in leaf_names:
             raise PluginError(f"plugin {plugin!r} named {name!r}, which is not a targetable leaf of this model")
         if role is not None and role not in registry.roles:
@@ -139,7 +150,7 @@ def validate_answer(plugin: str, result: Any, leaf_names: set[str], registry: Re
         if name in roles and roles[name] != role:
             raise PluginError(f"plugin {plugin!r} gave {name!r} two roles: {roles[name]!r} and {role!r}")
         roles[name] = role
-    return roles
+    return roles, reasons
 
 
 def plugin_registry(pm) -> tuple[Registry, list[str]]:
@@ -178,6 +189,40 @@ def model_types_by_plugin(pm) -> dict[str, list[str]]:
         except Exception as exc:
             _record_failure(pm, impl.plugin_name, f"lora_registry_model_types failed: {exc}")
             out[impl.plugin_name] = []
+    return out
+
+
+def answering_plugins(pm, registry: Registry) -> dict[str, dict[str, Any]]:
+    """Per model type any plugin or registry entry names: which plugin answers it, and why.
+
+    ``{model_type: {"plugin", "why", "also"}}``, where ``also`` lists lower-precedence plugins
+    that name it too. Model types nobody names go to the generic fallback.
+    """
+    order = precedence(pm)
+    named = model_types_by_plugin(pm)
+    declared: dict[str, list[str]] = {}
+    for plugin, types in named.items():
+        for model_type in types:
+            if model_type != "*":
+                declared.setdefault(model_type, []).append(plugin)
+    for model_type, entry in registry.architectures.items():
+        if "declarative" in order:
+            declared.setdefault(model_type, []).append("declarative")
+    out: dict[str, dict[str, Any]] = {}
+    for model_type in sorted(declared):
+        plugins = sorted(set(declared[model_type]), key=lambda p: order.index(p) if p in order else len(order))
+        first = plugins[0]
+        entry = registry.architectures.get(model_type)
+        if first == "declarative":
+            source = entry.source if entry else "registry.toml"
+            source = "lora-registry's registry.toml" if source.endswith("registry.toml") else source
+            why = f"[architectures.{model_type}] entry in {source}, used when the model has every role it lists"
+        elif first in BUILTIN_PLUGINS:
+            why = "built-in plugin: checks every name and shape against the config, else the next plugin answers"
+        else:
+            package = getattr(pm, "lora_registry_sources", {}).get(first, ("?", "?"))[0]
+            why = f"third-party plugin from {package}: installed plugins are asked first"
+        out[model_type] = {"plugin": first, "why": why, "also": plugins[1:]}
     return out
 
 

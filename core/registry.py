@@ -37,7 +37,7 @@ class Architecture:
     """A declarative architecture entry: where the layer stack is and which module plays which role."""
 
     model_type: str
-    layers: str
+    layers: tuple[str, ...]  # the layer stack(s): "model.layers", or encoder and decoder stacks
     layer_roles: Mapping[str, tuple[str, ...]]
     model_roles: Mapping[str, tuple[str, ...]]
     plugin: str | None = None
@@ -148,7 +148,9 @@ def _parse_fragment(data: Mapping[str, Any], source: str, known: set[str]) -> di
         where = f"{source}: architectures.{model_type}"
         if not isinstance(a, dict):
             raise RegistryError(f"{where} must be a table")
-        layers = _require(a, "layers", str, where)
+        if "layers" not in a:
+            raise RegistryError(f"{where}: missing key 'layers'")
+        layers = tuple(_str_list(a["layers"], f"{where}.layers"))
         layer_roles = {
             role: tuple(_str_list(v, f"{where}.layer_roles.{role}"))
             for role, v in dict(a.get("layer_roles", {})).items()

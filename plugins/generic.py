@@ -21,7 +21,7 @@ How it decides, for each leaf (innermost context first):
 
 from __future__ import annotations
 
-from lora_registry import hookimpl
+from lora_registry import Null, hookimpl
 
 
 @hookimpl
@@ -49,10 +49,10 @@ class _Sizes:
             return
         text = config.get_text_config() if hasattr(config, "get_text_config") else config
         self.by_scope["language"] = _dims(text)
-        for key in ("vision_config", "audio_config"):
+        for key, scope in (("vision_config", "vision"), ("audio_config", "audio"), ("qformer_config", "projector")):
             sub = getattr(config, key, None)
             if sub is not None:
-                self.by_scope[key.split("_")[0]] = _dims(sub)
+                self.by_scope[scope] = _dims(sub, tower=True)
         for cfg in (text, config):
             for attr in ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts", "num_experts_per_layer"):
                 value = getattr(cfg, attr, None)
@@ -60,14 +60,20 @@ class _Sizes:
                     self.experts.add(value)
 
     def dims(self, scope):
-        return self.by_scope.get(scope, (None, set()))
+        # A scope with no config of its own (Whisper's audio encoder) shares the model's sizes.
+        return self.by_scope.get(scope) or self.by_scope.get("language", (None, set()))
 
 
-def _dims(cfg):
-    hidden = next((getattr(cfg, a) for a in ("hidden_size", "d_model", "n_embd", "embed_dim") if isinstance(getattr(cfg, a, None), int)), None)
+def _dims(cfg, tower=False):
+    # A tower's hidden_size can be the language model's (Qwen2-VL's vision config): embed_dim first there.
+    order = ("embed_dim", "hidden_size", "d_model") if tower else ("hidden_size", "d_model", "n_embd", "embed_dim")
+    hidden = next((getattr(cfg, a) for a in order if isinstance(getattr(cfg, a, None), int)), None)
     inter = set()
+    ratio = getattr(cfg, "mlp_ratio", None)
+    if hidden and isinstance(ratio, (int, float)) and ratio > 0:
+        inter.add(int(hidden * ratio))
     for attr in ("intermediate_size", "ffn_dim", "d_ff", "n_inner", "ffn_hidden_size", "moe_intermediate_size",
-                 "shared_expert_intermediate_size", "decoder_ffn_dim", "encoder_ffn_dim", "mlp_dim"):
+                 "shared_expert_intermediate_size", "decoder_ffn_dim", "encoder_ffn_dim", "mlp_dim", "dff"):
         value = getattr(cfg, attr, None)
         if isinstance(value, int) and value > 0:
             inter.add(value)
@@ -88,10 +94,11 @@ class _Classifier:
         self.special = special
 
     def role(self, leaf):
+        """The leaf's role, or ``Null(reason)``."""
         if leaf.name in self.special:
             return self.special[leaf.name]
         if leaf.layer is None and leaf.lora_type == "embedding":
-            return None
+            return Null("an embedding that is not the model's input or output embedding (positions, types)")
         components = [c for c, _ in leaf.path]
         classes = [cls for _, cls in leaf.path]
         # For a parameter leaf, its name is the parameter's unless that is a bare "weight".
@@ -100,21 +107,29 @@ class _Classifier:
         if leaf.kind == "parameter" and name == "weight":
             name, owner = components[-2], len(components) - 2
         ancestors = list(range(owner - 1, -1, -1))  # innermost first
-        for i in ancestors + [owner]:
-            if self._is_null_block(components[i], classes[i]) and i != owner:
-                return None
+        for i in ancestors:
+            # the layer itself (Jamba's JambaMambaDecoderLayer) is not a block: its FFN keeps its roles
+            if not components[i].isdigit() and self._is_null_block(components[i], classes[i]):
+                return Null(f"inside {components[i]} ({classes[i]}): an SSM, recurrent or linear-attention "
+                            "block, not attention or an FFN")
         if self._in_routed_experts(components, classes, owner):
-            return self._lookup("experts", name)
+            if any(self._is_attention(components[i], classes[i]) for i in ancestors):
+                if self._is_router(leaf, name, components, classes, owner):
+                    return "router"
+                return Null("a routed expert of a mixture-of-attention block: no role covers attention experts")
+            return self._lookup("experts", name) or Null(f"routed-expert tensor with an unknown name {name!r}")
         if self._is_router(leaf, name, components, classes, owner):
             return "router"
         if leaf.lora_type not in ("linear", "parameter"):
-            return None
+            return Null(f"{leaf.lora_type} ({leaf.module_class}): only Linear projections and expert tensors have roles")
         for i in ancestors:
             comp, cls = components[i], classes[i]
             if comp.isdigit():
-                if cls not in ("Sequential",):
+                if cls in ("Sequential",):
+                    continue
+                if not any(cls.endswith(w) for w in self.blocks.get("attention_classes", ())):
                     break  # reached the layer itself
-                continue
+                # a stack of attention modules (BLT's cross_attn_layers.N): the layer is the block
             if self._is_attention(comp, cls):
                 role = self._lookup("attention", name)
                 if role:
@@ -124,14 +139,19 @@ class _Classifier:
                 if role:
                     return role
         if leaf.layer is not None and leaf.kind == "module":
-            return self._ffn_role(name, leaf, by_shape=False, strict=True)
-        return None
+            role = self._ffn_role(name, leaf, by_shape=False, strict=True)
+            if role:
+                return role
+        where = next((f"{components[i]} ({classes[i]})" for i in ancestors if not components[i].isdigit()), "the model")
+        if leaf.layer is None:
+            return Null(f"outside the layer stack, in {where}: not an embedding, attention or FFN projection")
+        return Null(f"in {where}: no attention, FFN or expert name fits {name!r} with shape {list(leaf.shape)}")
 
     # ------------------------------------------------------------------ contexts
     def _is_null_block(self, comp, cls):
         if comp in self.blocks.get("nulls", ()):
             return True
-        return any(word in cls for word in ("Mamba", "DeltaNet", "Rglru", "Recurrent", "LinearAttention",
+        return any(word in cls for word in ("Mamba", "DeltaNet", "Rglru", "RecurrentBlock", "LinearAttention",
                                              "Indexer", "ShortConv", "Mlstm", "xLSTM", "Rwkv", "SSM"))
 
     def _is_attention(self, comp, cls):
@@ -155,8 +175,12 @@ class _Classifier:
         owner_cls = classes[owner] if leaf.kind == "module" else classes[owner]
         if "Router" in owner_cls or any("Router" in c for c in classes[max(0, owner - 1):owner]):
             return self._router_shape_ok(leaf)
-        if name not in self.names.get("router", {}).get("router", ()):
-            return False
+        router_names = self.names.get("router", {}).get("router", ())
+        if name not in router_names:
+            # a router module holding a plain Linear (JetMoE's router.layer)
+            if not (leaf.kind == "module" and owner > 0 and components[owner - 1] in router_names):
+                return False
+            return self._router_shape_ok(leaf)
         in_moe = any(any(w in c for w in self.blocks.get("moe_classes", ())) for c in classes[:owner])
         return in_moe and self._router_shape_ok(leaf)
 
@@ -186,7 +210,9 @@ class _Classifier:
                 return role
             return None if strict or not by_shape or not inter else self._by_shape((out_f, in_f), hidden, inter)
         if role:
-            return None if strict else role
+            # without sizes, a name that is also an attention output (dense, wo, c_proj) proves nothing
+            ambiguous = name in self.names.get("attention", {}).get("attention-o", ())
+            return None if strict or ambiguous else role
         if by_shape and hidden and inter:
             return self._by_shape((out_f, in_f), hidden, inter)
         return None
@@ -216,8 +242,37 @@ def _embedding_names(model):
         if module is not None:
             by_id.setdefault(id(module), role)
     out = {}
-    for name, module in model.named_modules():
+    modules = dict(model.named_modules())
+    for name, module in modules.items():
         role = by_id.get(id(module))
         if role:
             out[name] = role
+    # transformers 5 gives T5's and BART's encoder and decoder their own embedding modules whose
+    # weights are tied to `shared`; those run in forward, so they are the embed role and a LoRA on
+    # `shared` alone would be a silent no-op.
+    import torch.nn as nn
+
+    for name, role in list(out.items()):
+        if role != "embed":
+            continue
+        copies = [t for t in _tied_to(modules, name) if isinstance(modules.get(t), nn.Embedding)]
+        if copies:
+            out[name] = Null(f"its weight is tied into {', '.join(copies)}, which run in forward instead")
+            out.update(dict.fromkeys(copies, "embed"))
     return out
+
+
+def _tied_to(modules, source):
+    """Names of modules whose weight transformers ties to ``<source>.weight`` (``_tied_weights_keys``)."""
+    targets = []
+    for prefix, module in modules.items():
+        tied = getattr(module, "_tied_weights_keys", None)
+        if not isinstance(tied, dict):
+            continue
+        base = f"{prefix}." if prefix else ""
+        for target, src in tied.items():
+            if f"{base}{src}" == f"{source}.weight" and target.endswith(".weight"):
+                name = f"{base}{target[: -len('.weight')]}"
+                if name in modules and name not in targets:
+                    targets.append(name)
+    return targets

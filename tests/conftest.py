@@ -37,3 +37,23 @@ def pm():
     from lora_registry import get_plugin_manager
 
     return get_plugin_manager(entry_points=False)
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--sweep", action="store_true", default=False,
+        help="also run the sweep over every text-generating model type transformers ships (minutes)",
+    )
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sweep: the whole-corpus sweep; runs only with --sweep (as .ci/run does)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--sweep"):
+        return
+    skip = pytest.mark.skip(reason="whole-corpus sweep: pass --sweep to run it (the README's test command does)")
+    for item in items:
+        if "sweep" in item.keywords:
+            item.add_marker(skip)

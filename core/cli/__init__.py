@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from . import inspect_cmd, plugins_cmd, resolve_cmd, roles_cmd
+from . import inspect_cmd, plugins_cmd, resolve_cmd, roles_cmd, scaffold_cmd
 
 app = typer.Typer(
     name="lora-registry",
@@ -21,6 +21,7 @@ app.command("resolve")(resolve_cmd.resolve)
 app.command("inspect")(inspect_cmd.inspect)
 app.command("plugins")(plugins_cmd.plugins)
 app.command("roles")(roles_cmd.roles)
+app.command("scaffold")(scaffold_cmd.scaffold)
 
 
 def main() -> None:

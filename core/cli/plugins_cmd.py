@@ -10,10 +10,11 @@ import typer
 def plugins(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """List plugins in the order they are asked: source package, version, model types, hooks."""
     from ..hookspecs import HOOKSPEC_VERSION
-    from ..manager import get_plugin_manager, model_types_by_plugin, plugin_registry, precedence
+    from ..manager import answering_plugins, get_plugin_manager, model_types_by_plugin, plugin_registry, precedence
 
     pm = get_plugin_manager()
-    plugin_registry(pm)  # surfaces broken registry fragments as failures
+    registry, _ = plugin_registry(pm)  # also surfaces broken registry fragments as failures
+    answers = answering_plugins(pm, registry)
     types = model_types_by_plugin(pm)
     order = precedence(pm)
     names = order + [name for name, _ in pm.list_name_plugin() if name not in order]
@@ -26,8 +27,10 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")
                      "hooks": hooks, "precedence": order.index(name) + 1 if name in order else None})
     failures = [{"plugin": f.plugin, "error": f.error} for f in pm.lora_registry_failures]
     if as_json:
-        typer.echo(json.dumps({"hookspec_version": HOOKSPEC_VERSION, "plugins": rows, "failures": failures}, indent=2))
+        typer.echo(json.dumps({"hookspec_version": HOOKSPEC_VERSION, "plugins": rows, "answers": answers,
+                               "failures": failures}, indent=2))
         return
+    from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
@@ -41,7 +44,12 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")
         shown = ", ".join(mts[:8]) + (f" (+{len(mts) - 8})" if len(mts) > 8 else "")
         table.add_row(str(row["precedence"] or "-"), row["name"], row["package"], row["version"], shown,
                       ", ".join(h.replace("lora_registry_", "") for h in row["hooks"]))
-    out = [table]
+    who = Table(title="who answers which model type (any other: the generic fallback)")
+    for column in ("model type", "answered by", "why", "also named by"):
+        who.add_column(column)
+    for model_type, answer in answers.items():
+        who.add_row(model_type, answer["plugin"], escape(answer["why"]), ", ".join(answer["also"]) or "-")
+    out = [table, who]
     for failure in failures:
         out.append(Text(f"failed: {failure['plugin']}: {failure['error']}", style="red"))
     print_all(out)

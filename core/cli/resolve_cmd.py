@@ -32,13 +32,14 @@ def resolve(
     plugin: Optional[str] = typer.Option(None, "--plugin", help="Ask only this plugin."),
 ) -> None:
     """Resolve roles onto MODEL's module names and print the LoRA config that adapts exactly those."""
-    from ..registry import load_registry
+    from ..manager import get_plugin_manager, plugin_registry
     from ..resolution import resolve as do_resolve
 
     if output_format not in FORMATS:
         raise ConfigError(f"unknown format {output_format!r}; choose from {', '.join(FORMATS)}")
     check_output(output, force)
-    registry = load_registry()
+    pm = get_plugin_manager()
+    registry, _ = plugin_registry(pm)  # plugins' registry fragments add presets
     ranks = parse_pairs(rank_for, "--rank-for", int)
     alphas = parse_pairs(alpha_for, "--alpha-for", float)
     preset_ranks, preset_alphas = {}, {}
@@ -53,7 +54,8 @@ def resolve(
     if not roles:
         raise ConfigError("give --roles (e.g. --roles q,v,ffn) or --preset (see `lora-registry roles`)")
     rank = 8 if rank is None else rank
-    result = do_resolve(model, roles, scope=scope, strict=strict, trust_remote_code=trust_remote_code, plugin=plugin)
+    result = do_resolve(model, roles, scope=scope, strict=strict, trust_remote_code=trust_remote_code,
+                        plugin_manager=pm, plugin=plugin)
     # A preset's per-role overrides are defaults: they apply where their roles were resolved.
     ranks = {**{k: v for k, v in preset_ranks.items() if result.covers(k)}, **ranks}
     alphas = {**{k: v for k, v in preset_alphas.items() if result.covers(k)}, **alphas}

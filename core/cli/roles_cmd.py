@@ -9,9 +9,9 @@ import typer
 
 def roles(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """List the roles, the aliases that expand to them, and the presets."""
-    from ..registry import load_registry
+    from ..manager import get_plugin_manager, plugin_registry
 
-    registry = load_registry()
+    registry, _ = plugin_registry(get_plugin_manager())  # presets from plugins' fragments too
     if as_json:
         typer.echo(json.dumps({
             "roles": dict(registry.roles),

@@ -1,0 +1,157 @@
+"""Coverage of every text-generating architecture transformers ships.
+
+The corpus is every model type in transformers' causal-LM, seq2seq-LM and image-text-to-text
+auto mappings. ``check(model_type)`` builds one from its default config on the meta device,
+inspects it, resolves ``all`` and lets PEFT apply the emitted config, and reports what it saw.
+The sweep test (``tests/test_sweep.py``) and ``benchmarks/coverage.py`` both use it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import LoraRegistryError
+
+#: transformers' auto mappings whose model types make up the corpus
+CORPUS_MAPPINGS = (
+    "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES",
+    "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES",
+    "MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES",
+)
+
+
+def corpus() -> list[str]:
+    """Every model type in the corpus mappings of the installed transformers, sorted."""
+    from transformers.models.auto import modeling_auto
+
+    types: set[str] = set()
+    for mapping in CORPUS_MAPPINGS:
+        types.update(getattr(modeling_auto, mapping, {}))
+    return sorted(types)
+
+
+@dataclass
+class PeftCheck:
+    """What PEFT adapted when given a resolution's config, next to what lora-registry predicted."""
+
+    expected: set[str]
+    targeted: set[str]
+    predicted: int
+    trainable: int
+
+    @property
+    def exact(self) -> bool:
+        """PEFT adapted exactly the resolved set, with the predicted trainable-parameter count."""
+        return self.expected == self.targeted and self.predicted == self.trainable
+
+    def difference(self) -> str:
+        """One line naming the first disagreement ('' when exact)."""
+        missing = sorted(self.expected - self.targeted)
+        extra = sorted(self.targeted - self.expected)
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} resolved but not adapted (e.g. {missing[0]})")
+        if extra:
+            parts.append(f"{len(extra)} adapted but not resolved (e.g. {extra[0]})")
+        if self.predicted != self.trainable:
+            parts.append(f"predicted {self.predicted:,} trainable, PEFT built {self.trainable:,}")
+        return "; ".join(parts)
+
+
+def peft_check(resolution, r: int = 8, ranks=None, alphas=None) -> PeftCheck:
+    """Apply ``resolution.lora_config(...)`` with PEFT's ``get_peft_model`` and compare.
+
+    This wraps (and so changes) ``resolution.model_map.module``: use a resolution made for it.
+    """
+    from peft import get_peft_model
+
+    config = resolution.lora_config(r=r, ranks=ranks, alphas=alphas)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = get_peft_model(resolution.model_map.module, config)
+    tuner = model.base_model
+    targeted = set(tuner.targeted_module_names) | set(getattr(tuner, "targeted_parameter_names", []) or [])
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return PeftCheck(
+        expected=set(resolution.target_keys().values()),
+        targeted=targeted,
+        predicted=resolution.trainable_parameters(r=r, ranks=ranks),
+        trainable=trainable,
+    )
+
+
+@dataclass
+class CoverageRow:
+    """One model type's coverage: built or not, its leaves and roles, and whether PEFT agreed."""
+
+    model_type: str
+    built: bool = False
+    error: str = ""
+    model_class: str = ""
+    plugin: str = ""
+    leaves: int = 0  # language-scope leaves
+    with_role: int = 0
+    other_scopes: dict[str, int] = field(default_factory=dict)
+    nulls: Counter = field(default_factory=Counter)  # reason -> language leaves
+    unexplained: list[str] = field(default_factory=list)  # language leaves with no role and no reason
+    roles: list[str] = field(default_factory=list)  # roles present in the language model
+    resolved: int = 0  # leaves the `all` resolution selects
+    peft_exact: bool | None = None  # None: nothing to apply (no `all` roles)
+    peft_note: str = ""
+
+    @property
+    def null(self) -> int:
+        """Language leaves without a role."""
+        return self.leaves - self.with_role
+
+
+def check(model_type: str, *, plugin_manager: Any = None, peft: bool = True, r: int = 8) -> CoverageRow:
+    """Build ``model_type`` from its default config, inspect it, resolve ``all`` and check with PEFT."""
+    from .inspection import inspect
+    from .registry import load_registry
+    from .resolution import resolve_map
+    from .roles import parse_roles
+
+    row = CoverageRow(model_type)
+    try:
+        model_map = inspect(model_type, plugin_manager=plugin_manager)
+    except LoraRegistryError as exc:
+        row.error = str(exc)
+        return row
+    row.built = True
+    row.model_class = type(model_map.module).__name__
+    row.plugin = model_map.plugin
+    scopes: Counter = Counter()
+    for leaf in model_map.leaves:
+        if leaf.scope != "language":
+            scopes[leaf.scope] += 1
+            continue
+        row.leaves += 1
+        if model_map.roles.get(leaf.name) is not None:
+            row.with_role += 1
+        elif leaf.name in model_map.null_reasons:
+            row.nulls[model_map.null_reasons[leaf.name]] += 1
+        else:
+            row.unexplained.append(leaf.name)
+    row.other_scopes = dict(sorted(scopes.items()))
+    row.roles = model_map.present_roles()
+    if not peft:
+        return row
+    requests = parse_roles("all", load_registry())
+    if not any(role in row.roles for request in requests for role in request.roles):
+        return row
+    try:
+        resolution = resolve_map(model_map, requests, ("language",))
+        row.resolved = len(resolution.leaves)
+        result = peft_check(resolution, r=r)
+    except Exception as exc:  # PEFT itself can fail on a model (reported, not raised)
+        row.peft_exact = False
+        row.peft_note = f"{exc.__class__.__name__}: {' '.join(str(exc).split())[:200]}"
+        return row
+    row.peft_exact = result.exact
+    row.peft_note = result.difference()
+    return row
+

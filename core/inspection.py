@@ -39,6 +39,16 @@ class Leaf:
         return self.name.rsplit(".", 1)[-1]
 
     @property
+    def stack(self) -> str | None:
+        """The layer stack the leaf sits in (``model.layers``, ``encoder.block``), or ``None`` outside one."""
+        if self.layer is None:
+            return None
+        for i, (component, _) in enumerate(self.path):
+            if i > 0 and component == str(self.layer):
+                return ".".join(c for c, _ in self.path[:i])
+        return None  # pragma: no cover - layer always comes from a path component
+
+    @property
     def parent_classes(self) -> tuple[str, ...]:
         """Classes of the enclosing modules, outermost first."""
         return tuple(cls for _, cls in self.path[:-1])
@@ -272,19 +282,26 @@ def _base(module):
     return module.get_base_layer() if _is_tuner_layer(module) else module
 
 
-def _scope_words(registry: Registry) -> dict[str, str]:
-    words = {}
+def _scope_words(registry: Registry) -> tuple[dict[str, str], tuple[tuple[str, str], ...]]:
+    words, suffixes = {}, []
     for scope, keys in registry.scopes.items():
         for key in keys:
-            words[key] = scope
-    return words
+            if key.startswith("*"):
+                suffixes.append((key[1:], scope))  # "*ctcencoder": a class name ending so
+            else:
+                words[key] = scope
+    return words, tuple(suffixes)
 
 
-def _scope(path, scope_words: Mapping[str, str]) -> str:
+def _scope(path, scope_words) -> str:
     # The innermost listed component wins: a projector inside a vision tower (Qwen2-VL's merger) is a projector.
+    words, suffixes = scope_words
     scope = "language"
     for component, cls in path:
-        scope = scope_words.get(component.lower(), scope_words.get(cls.lower(), scope))
+        cls = cls.lower()
+        found = words.get(component.lower()) or words.get(cls)
+        found = found or next((s for suffix, s in suffixes if cls.endswith(suffix)), None)
+        scope = found or scope
     return scope
 
 

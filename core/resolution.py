@@ -29,6 +29,8 @@ class Resolution:
     warnings: list[str] = field(default_factory=list)
     substituted: dict[str, str] = field(default_factory=dict)  # requested role -> fused role that serves it
     registry: Registry = field(default_factory=load_registry, repr=False)
+    #: the layer indices selected in each stack (``None``: every layer); leaves outside a stack are unaffected
+    layers: dict[str, tuple[int, ...]] | None = None
 
     # ------------------------------------------------------------------ selection
     @property
@@ -174,6 +176,7 @@ class Resolution:
             "target_parameters": list(config.target_parameters or []),
             "trainable_parameters": self.trainable_parameters(r, ranks),
             "warnings": list(self.warnings),
+            **({"layers": {stack: list(kept) for stack, kept in self.layers.items()}} if self.layers else {}),
         }
 
     def adapter_config(self, r: int = DEFAULT_RANK, lora_alpha: float | None = None, ranks=None, alphas=None, **kw) -> str:
@@ -215,6 +218,8 @@ def resolve(
     *,
     scope: str | Sequence[str] = "language",
     strict: bool = False,
+    layers: str | Sequence[int] | None = None,
+    last_layers: int | None = None,
     trust_remote_code: bool = False,
     plugin_manager: Any = None,
     plugin: str | None = None,
@@ -225,19 +230,87 @@ def resolve(
     projector. A requested role the model has only inside a fused module resolves to that module
     with a warning (an error with ``strict=True``). A role or alias matching nothing raises
     ``RoleError`` naming the roles the model does have.
+
+    ``layers`` (``"0-7,24-31"`` or a list of indices) or ``last_layers`` (N) keep only those
+    layers of each layer stack in scope (a VLM's language model, an encoder and a decoder each
+    count their own layers); leaves outside the stacks (embed, lm-head) are unaffected.
     """
     registry = load_registry()
     requests = parse_roles(roles, registry)  # fail on bad roles before building anything
     scopes = parse_scopes(scope)
+    selection = parse_layer_selection(layers, last_layers)
     model_map = model if isinstance(model, ModelMap) else inspect(
         model, trust_remote_code=trust_remote_code, plugin_manager=plugin_manager, plugin=plugin
     )
-    return resolve_map(model_map, requests, scopes, strict=strict, registry=registry)
+    return resolve_map(model_map, requests, scopes, strict=strict, registry=registry, layers=selection)
 
 
-def resolve_map(model_map: ModelMap, requests, scopes, *, strict=False, registry=None) -> Resolution:
-    """Resolve already-parsed role requests against an inspected model."""
+def parse_layer_selection(layers: str | Sequence[int] | None, last_layers: int | None) -> tuple | None:
+    """Check ``layers`` / ``last_layers`` before any model is built: ``("layers", {i, ...})``,
+    ``("last", n)`` or ``None``."""
+    if layers is not None and last_layers is not None:
+        raise ConfigError("give --layers or --last-layers, not both")
+    if last_layers is not None:
+        if isinstance(last_layers, bool) or not isinstance(last_layers, int) or last_layers < 1:
+            raise ConfigError(f"--last-layers must be a positive whole number, not {last_layers!r}")
+        return ("last", last_layers)
+    if layers is None:
+        return None
+    return ("layers", frozenset(parse_layers(layers)))
+
+
+def parse_layers(spec: str | Sequence[int]) -> list[int]:
+    """``"0-7,24-31"`` (or a list of ints) -> sorted layer indices; a one-line ``ConfigError`` otherwise."""
+    if not isinstance(spec, str):
+        items = list(spec)
+        if not items or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in items):
+            raise ConfigError(f"layers must be whole numbers >= 0, not {spec!r}")
+        return sorted(set(items))
+    out: set[int] = set()
+    for part in spec.split(","):
+        part = part.strip()
+        match = re.fullmatch(r"(\d{1,6})(?:\s*-\s*(\d{1,6}))?", part)
+        if not match:
+            raise ConfigError(f"bad layer range {part!r} in {spec!r}; write e.g. 0-7,24-31")
+        start = int(match.group(1))
+        end = int(match.group(2)) if match.group(2) is not None else start
+        if end < start:
+            raise ConfigError(f"bad layer range {part!r}: it ends before it starts")
+        out.update(range(start, end + 1))
+    return sorted(out)
+
+
+def _select_layers(model_map: ModelMap, scopes, selection) -> tuple[set[str], dict[str, tuple[int, ...]]]:
+    """Names of the in-scope stack leaves a layer selection drops, and the layers kept per stack."""
+    depth: dict[str, int] = {}
+    for leaf in model_map.leaves:
+        if leaf.scope in scopes and leaf.layer is not None:
+            depth[leaf.stack] = max(depth.get(leaf.stack, 0), leaf.layer + 1)
+    if not depth:
+        raise ConfigError(f"{model_map.model} has no layer stack in scope {','.join(scopes)} to select layers from")
+    kind, value = selection
+    kept: dict[str, tuple[int, ...]] = {}
+    for stack, n in depth.items():
+        if kind == "last":
+            kept[stack] = tuple(range(max(0, n - value), n))
+        else:
+            beyond = sorted(i for i in value if i >= n)
+            if beyond:
+                raise ConfigError(
+                    f"layer {beyond[0]} does not exist: {stack} in {model_map.model} has layers 0-{n - 1}"
+                )
+            kept[stack] = tuple(sorted(value))
+    dropped = {
+        leaf.name for leaf in model_map.leaves
+        if leaf.layer is not None and leaf.scope in scopes and leaf.layer not in kept.get(leaf.stack, ())
+    }
+    return dropped, kept
+
+
+def resolve_map(model_map: ModelMap, requests, scopes, *, strict=False, registry=None, layers=None) -> Resolution:
+    """Resolve already-parsed role requests against an inspected model (``layers`` from ``parse_layer_selection``)."""
     registry = registry or load_registry()
+    dropped, kept = _select_layers(model_map, scopes, layers) if layers else (set(), None)
     present = model_map.present_roles(scopes)
     where = "" if scopes == ("language",) else f" (scope {','.join(scopes)})"
     chosen: list[str] = []
@@ -282,8 +355,15 @@ def resolve_map(model_map: ModelMap, requests, scopes, *, strict=False, registry
     parameters: dict[str, list[str]] = {}
     for role in ordered:
         for leaf in model_map.leaves_with_role(role, scopes):
+            if leaf.name in dropped:
+                continue
             bucket = modules if leaf.kind == "module" else parameters
             bucket.setdefault(role, []).append(leaf.name)
+    if layers:
+        for request in requests:
+            hits = [substituted.get(role, role) for role in request.roles]
+            if not any(role in modules or role in parameters for role in hits):
+                raise RoleError(f"{request.written!r} has no leaf in the selected layers of {model_map.model}")
     renamed = peft_renamed_leaves(model_map.model_type)
     moved = sorted({n.rsplit(".", 1)[-1] for names in modules.values() for n in names if n.rsplit(".", 1)[-1] in renamed})
     if moved:
@@ -292,7 +372,8 @@ def resolve_map(model_map: ModelMap, requests, scopes, *, strict=False, registry
             "parameters; those modules are targeted as <module>.weight in target_parameters instead, "
             "so PEFT adapts exactly them"
         )
-    return Resolution(model_map, ordered, scopes, modules, parameters, warnings, substituted, registry)
+    ordered = [role for role in ordered if role in modules or role in parameters]
+    return Resolution(model_map, ordered, scopes, modules, parameters, warnings, substituted, registry, kept)
 
 
 def parse_scopes(scope: str | Sequence[str]) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ from .errors import PluginError
 from .inspection import ModelMap
 from .registry import load_registry
 
-_DIGITS = re.compile(r"(?<=\.)\d+(?=\.|$)")
+_DIGITS = re.compile(r"(?<=[._])\d+(?=\.|$)")  # a layer or expert index: layers.3, expert_3
 
 
 def scaffold(model_map: ModelMap, *, allow_plugin: bool = False) -> str:
@@ -45,7 +45,8 @@ def scaffold(model_map: ModelMap, *, allow_plugin: bool = False) -> str:
         if leaf.layer is None:
             model_roles[role][leaf.name] = None
             continue
-        stack, rest = _split_layer(leaf)
+        stack = leaf.stack
+        rest = leaf.name[len(stack) + len(str(leaf.layer)) + 2:]
         stacks[stack] = None
         pattern = _generalise(rest)
         if seen.setdefault(pattern, role) != role:
@@ -76,15 +77,6 @@ def scaffold(model_map: ModelMap, *, allow_plugin: bool = False) -> str:
         lines += ["", "# Left without a role (the entry does not name them):"]
         lines += [f"#   {name}: {reason}" for name, reason in nulls.items()]
     return "\n".join(lines) + "\n"
-
-
-def _split_layer(leaf) -> tuple[str, str]:
-    # The stack is the path up to the ModuleList index that gave the leaf its layer number.
-    components = leaf.name.split(".")
-    for i, (component, _) in enumerate(leaf.path):
-        if component == str(leaf.layer) and i > 0:
-            return ".".join(components[:i]), ".".join(components[i + 1:])
-    raise PluginError(f"{leaf.name}: cannot find its layer index {leaf.layer}")  # pragma: no cover
 
 
 def _generalise(rest: str) -> str:

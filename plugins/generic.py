@@ -58,6 +58,9 @@ class _Sizes:
                 value = getattr(cfg, attr, None)
                 if isinstance(value, int) and value > 0:
                     self.experts.add(value)
+                    zero = getattr(cfg, "zero_expert_num", None)  # LongCat-Flash routes to "zero" experts too
+                    if isinstance(zero, int) and zero > 0:
+                        self.experts.add(value + zero)
 
     def dims(self, scope):
         # A scope with no config of its own (Whisper's audio encoder) shares the model's sizes.
@@ -125,8 +128,9 @@ class _Classifier:
         for i in ancestors:
             comp, cls = components[i], classes[i]
             if comp.isdigit():
-                if cls in ("Sequential",):
-                    continue
+                if cls in ("Sequential",) or (i > 0 and (self._is_attention(components[i - 1], "")
+                                                         or self._is_ffn(components[i - 1], ""))):
+                    continue  # one of several blocks in a list (LongCat-Flash's self_attn.0 and .1)
                 if not any(cls.endswith(w) for w in self.blocks.get("attention_classes", ())):
                     break  # reached the layer itself
                 # a stack of attention modules (BLT's cross_attn_layers.N): the layer is the block

@@ -25,6 +25,8 @@ def resolve(
     preset: Optional[str] = typer.Option(None, "--preset", help="A preset from registry.toml, e.g. qv8-ffn4."),
     scope: str = typer.Option("language", "--scope", help="language, vision, audio, projector (comma list)."),
     strict: bool = typer.Option(False, "--strict", help="Refuse to widen q/k/v or gate/up onto a fused module."),
+    layers: Optional[str] = typer.Option(None, "--layers", help="Only these layers of each stack, e.g. 0-7,24-31."),
+    last_layers: Optional[int] = typer.Option(None, "--last-layers", help="Only the last N layers of each stack."),
     output_format: str = typer.Option("table", "--format", "-f", help="table, json or peft (adapter_config.json)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to FILE (only when the whole run succeeds)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --output file."),
@@ -54,8 +56,8 @@ def resolve(
     if not roles:
         raise ConfigError("give --roles (e.g. --roles q,v,ffn) or --preset (see `lora-registry roles`)")
     rank = 8 if rank is None else rank
-    result = do_resolve(model, roles, scope=scope, strict=strict, trust_remote_code=trust_remote_code,
-                        plugin_manager=pm, plugin=plugin)
+    result = do_resolve(model, roles, scope=scope, strict=strict, layers=layers, last_layers=last_layers,
+                        trust_remote_code=trust_remote_code, plugin_manager=pm, plugin=plugin)
     # A preset's per-role overrides are defaults: they apply where their roles were resolved.
     ranks = {**{k: v for k, v in preset_ranks.items() if result.covers(k)}, **ranks}
     alphas = {**{k: v for k, v in preset_alphas.items() if result.covers(k)}, **alphas}

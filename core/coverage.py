@@ -41,6 +41,7 @@ class PeftCheck:
     targeted: set[str]
     predicted: int
     trainable: int
+    model: Any = field(default=None, repr=False)  # the PeftModel
 
     @property
     def exact(self) -> bool:
@@ -80,6 +81,7 @@ def peft_check(resolution, r: int = 8, ranks=None, alphas=None) -> PeftCheck:
         targeted=targeted,
         predicted=resolution.trainable_parameters(r=r, ranks=ranks),
         trainable=trainable,
+        model=model,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import json
@@ -19,6 +20,10 @@ _SIZE_FIELDS = (
     "num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
     "vocab_size", "head_dim", "num_local_experts", "n_routed_experts", "num_experts", "moe_intermediate_size",
 )
+# Counts that set how many modules get built: every layer (and per-expert module) is instantiated on
+# the meta device, so an absurd count would run for hours instead of failing. Far above any real model.
+_COUNT_FIELDS = ("num_hidden_layers", "num_local_experts", "n_routed_experts", "num_experts")
+_COUNT_LIMIT = 10_000
 
 
 @dataclass
@@ -78,8 +83,7 @@ def build_with_plugin(plugin_manager: Any, model_type: str, data: dict, label: s
     for impl in reversed(plugin_manager.hook.lora_registry_build_model.get_hookimpls()):
         kwargs = {"model_type": model_type, "config": data}
         try:
-            with warnings.catch_warnings(), torch.device("meta"):
-                warnings.simplefilter("ignore")
+            with _quiet(), torch.device("meta"):
                 model = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
         except Exception as exc:  # the plugin is the only way to build it: say which one failed
             raise ModelLoadError(
@@ -116,8 +120,7 @@ def load_config(source: str, *, trust_remote_code: bool = False, plugin_manager:
         from transformers import AutoConfig
 
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with _quiet():
                 return AutoConfig.for_model(source)
         except Exception as exc:  # transformers' own validators reject some of their defaults
             raise ModelLoadError(f"{source}: transformers cannot make its default config: {_one_line(exc)}") from None
@@ -149,19 +152,17 @@ def config_from_file(file: Path, trust_remote_code: bool, label: str | None = No
     if not isinstance(data, dict):
         raise ModelLoadError(f"{label}: config.json must hold a JSON object, not {type(data).__name__}")
     model_type = data.get("model_type")
-    if not isinstance(model_type, str) or not model_type:
+    if model_type is None:
         raise ModelLoadError(f"{label}: config.json has no model_type")
-    for key in _SIZE_FIELDS:
-        value = data.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ModelLoadError(f"{label}: {key} must be a positive whole number, not {value!r}")
+    if not isinstance(model_type, str) or not model_type:
+        raise ModelLoadError(f"{label}: model_type must be a non-empty string, not {model_type!r}")
+    check_config_fields(data, label)
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
     if model_type in CONFIG_MAPPING:
         # Native classes win even where the config carries auto_map (Phi-3's does): no remote code runs.
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with _quiet():
                 return CONFIG_MAPPING[model_type].from_dict(data)
         except Exception as exc:  # transformers raises many types for bad fields
             raise ModelLoadError(f"{label}: invalid {model_type} config: {_one_line(exc)}") from None
@@ -177,12 +178,54 @@ def config_from_file(file: Path, trust_remote_code: bool, label: str | None = No
         from transformers import AutoConfig
 
         try:
-            return AutoConfig.from_pretrained(str(file.parent), trust_remote_code=True)
+            with _quiet():
+                return AutoConfig.from_pretrained(str(file.parent), trust_remote_code=True)
         except Exception as exc:
             raise ModelLoadError(f"{label}: remote config failed: {_one_line(exc)}") from None
     raise ModelLoadError(
         f"{label}: unknown model_type {model_type!r} (not in transformers, no installed plugin builds it, no auto_map)"
     )
+
+
+def check_config_fields(data: dict, label: str, prefix: str = "") -> None:
+    """Refuse wrong-typed, non-positive or absurd size fields in a parsed ``config.json`` (and its sub-configs).
+
+    transformers would build an empty stack from a negative layer count, or run for hours on a
+    billion layers; the error names the field (``text_config.num_hidden_layers``).
+    """
+    for key in _SIZE_FIELDS:
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ModelLoadError(f"{label}: {prefix}{key} must be a positive whole number, not {value!r}")
+        if key in _COUNT_FIELDS and value is not None and value > _COUNT_LIMIT:
+            raise ModelLoadError(
+                f"{label}: {prefix}{key} is {value}, more than {_COUNT_LIMIT:,}; lora-registry builds every "
+                "layer and expert (on the meta device), so check the config"
+            )
+    architectures = data.get("architectures")
+    if architectures is not None and (
+        not isinstance(architectures, list) or not all(isinstance(a, str) for a in architectures)
+    ):
+        raise ModelLoadError(f"{label}: {prefix}architectures must be a list of class names, not {architectures!r}")
+    for key, value in data.items():
+        # Sub-configs (text_config, vision_config, ...) size the towers a composite model builds.
+        if isinstance(value, dict) and (key.endswith("_config") or "model_type" in value) and len(prefix) < 200:
+            check_config_fields(value, label, f"{prefix}{key}.")
+
+
+@contextlib.contextmanager
+def _quiet():
+    """No Python warnings and no transformers log lines: a bad config must cost one line on stderr, not three."""
+    from transformers.utils import logging as hf_logging
+
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        hf_logging.set_verbosity(previous)
 
 
 def build_model(config, trust_remote_code: bool = False):
@@ -215,8 +258,7 @@ def build_model(config, trust_remote_code: bool = False):
     first_error = None
     for build in builders:
         try:
-            with warnings.catch_warnings(), torch.device("meta"):
-                warnings.simplefilter("ignore")
+            with _quiet(), torch.device("meta"):
                 return build(config)
         except Exception as exc:  # a config transformers accepted but this class cannot build from
             first_error = first_error or exc
@@ -231,20 +273,24 @@ def _native_model_types():
 
 def _cached_hub_config(repo_id: str) -> Path:
     try:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import hf_hub_download, try_to_load_from_cache
         from huggingface_hub.errors import HFValidationError
     except ImportError:  # pragma: no cover
         raise ModelLoadError(f"{repo_id}: huggingface_hub is not installed") from None
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    # A pure file-system lookup: hf_hub_download(local_files_only=True) still builds request headers,
+    # and huggingface_hub fetches its user-agent registry from the hub while doing so.
     try:
-        return Path(hf_hub_download(repo_id, "config.json", local_files_only=True))
+        cached = try_to_load_from_cache(repo_id, "config.json")
     except HFValidationError:
         raise ModelLoadError(f"{repo_id!r} is not a valid hub id, path or model_type") from None
     except Exception:
-        pass
+        cached = None
+    if isinstance(cached, str):
+        return Path(cached)
     advice = (
         f"{repo_id}: config.json is not in the local Hugging Face cache; run "
-        f"`huggingface-cli download {repo_id} config.json` where the hub is reachable, or pass a local path"
+        f"`hf download {repo_id} config.json` where the hub is reachable, or pass a local path"
     )
     if offline:
         raise ModelLoadError(advice + " (HF_HUB_OFFLINE is set)")

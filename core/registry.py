@@ -17,6 +17,11 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 from .errors import RegistryError
 
 SCOPES = ("language", "vision", "audio", "projector")
+#: Top-level tables of the built-in ``registry.toml``; a plugin's fragment may hold only ``FRAGMENT_KEYS``.
+REGISTRY_KEYS = ("schema", "roles", "aliases", "fused", "presets", "scopes", "names", "blocks", "architectures")
+FRAGMENT_KEYS = ("schema", "presets", "architectures")
+_PRESET_KEYS = ("description", "roles", "rank", "alpha", "rank_for", "alpha_for")
+_ARCHITECTURE_KEYS = ("plugin", "layers", "layer_roles", "model_roles")
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,8 @@ class Registry:
 
     def merged(self, fragment: Mapping[str, Any], source: str) -> "Registry":
         """Return a registry with ``fragment``'s presets and architectures added (a fragment wins on clashes)."""
-        extra = _parse_fragment(fragment, source, set(self.roles))
+        _check_keys(fragment, FRAGMENT_KEYS, source, "a registry fragment")
+        extra = _parse_fragment(fragment, source, set(self.roles), set(self.aliases))
         return Registry(
             roles=self.roles,
             aliases=self.aliases,
@@ -93,6 +99,7 @@ def load_registry() -> Registry:
 
 def parse_registry(data: Mapping[str, Any], source: str) -> Registry:
     """Validate a full registry document; errors name ``source`` and the offending key."""
+    _check_keys(data, REGISTRY_KEYS, source, "registry.toml")
     roles = _table(data, "roles", source)
     for role, text in roles.items():
         if not isinstance(text, str):
@@ -103,7 +110,7 @@ def parse_registry(data: Mapping[str, Any], source: str) -> Registry:
         aliases[alias] = _role_list(targets, known, f"{source}: aliases.{alias}")
     fused = {}
     for role, into in _table(data, "fused", source).items():
-        if role not in known or into not in known:
+        if role not in known or not isinstance(into, str) or into not in known:
             raise RegistryError(f"{source}: fused.{role} names an unknown role")
         fused[role] = into
     scopes = {}
@@ -121,44 +128,58 @@ def parse_registry(data: Mapping[str, Any], source: str) -> Registry:
             if _check_role(role, known, f"{source}: names.{block}")
         }
     blocks = {k: tuple(_str_list(v, f"{source}: blocks.{k}")) for k, v in _table(data, "blocks", source).items()}
-    rest = _parse_fragment(data, source, known)
+    rest = _parse_fragment(data, source, known, set(aliases))
     return Registry(roles, aliases, fused, rest["presets"], scopes, names, blocks, rest["architectures"])
 
 
-def _parse_fragment(data: Mapping[str, Any], source: str, known: set[str]) -> dict[str, dict]:
+def _parse_fragment(data: Mapping[str, Any], source: str, known: set[str], aliases: set[str] = frozenset()) -> dict[str, dict]:
+    names = known | set(aliases)  # what a preset's roles, rank_for and alpha_for may name
     presets = {}
     for name, p in _table(data, "presets", source).items():
         where = f"{source}: presets.{name}"
         if not isinstance(p, dict):
             raise RegistryError(f"{where} must be a table")
-        try:
-            presets[name] = Preset(
-                name=name,
-                description=str(p.get("description", "")),
-                roles=_require(p, "roles", str, where),
-                rank=_require(p, "rank", int, where),
-                alpha=float(_require(p, "alpha", (int, float), where)),
-                rank_for={str(k): int(v) for k, v in dict(p.get("rank_for", {})).items()},
-                alpha_for={str(k): float(v) for k, v in dict(p.get("alpha_for", {})).items()},
-            )
-        except (TypeError, ValueError) as exc:
-            raise RegistryError(f"{where}: {exc}") from None
+        _check_keys(p, _PRESET_KEYS, where, "a preset")
+        roles = _require(p, "roles", str, where)
+        rank = _rank(_require(p, "rank", int, where), f"{where}.rank")
+        alpha = _alpha(_require(p, "alpha", (int, float), where), f"{where}.alpha")
+        items = [item.strip().lower() for item in roles.split(",") if item.strip()]
+        if not items:
+            raise RegistryError(f"{where}.roles is empty")
+        for item in items:
+            if item not in names:
+                raise RegistryError(f"{where}.roles: unknown role or alias {item!r}")
+        description = p.get("description", "")
+        if not isinstance(description, str):
+            raise RegistryError(f"{where}.description must be a string")
+        presets[name] = Preset(
+            name=name,
+            description=description,
+            roles=roles,
+            rank=rank,
+            alpha=alpha,
+            rank_for={key: _rank(v, f"{where}.rank_for.{key}")
+                      for key, v in _per_role_table(p, "rank_for", names, where).items()},
+            alpha_for={key: _alpha(v, f"{where}.alpha_for.{key}")
+                       for key, v in _per_role_table(p, "alpha_for", names, where).items()},
+        )
     architectures = {}
     for model_type, a in _table(data, "architectures", source).items():
         where = f"{source}: architectures.{model_type}"
         if not isinstance(a, dict):
             raise RegistryError(f"{where} must be a table")
+        _check_keys(a, _ARCHITECTURE_KEYS, where, "an architecture entry")
         if "layers" not in a:
             raise RegistryError(f"{where}: missing key 'layers'")
         layers = tuple(_str_list(a["layers"], f"{where}.layers"))
         layer_roles = {
             role: tuple(_str_list(v, f"{where}.layer_roles.{role}"))
-            for role, v in dict(a.get("layer_roles", {})).items()
+            for role, v in _table(a, "layer_roles", where).items()
             if _check_role(role, known, f"{where}.layer_roles")
         }
         model_roles = {
             role: tuple(_str_list(v, f"{where}.model_roles.{role}"))
-            for role, v in dict(a.get("model_roles", {})).items()
+            for role, v in _table(a, "model_roles", where).items()
             if _check_role(role, known, f"{where}.model_roles")
         }
         if not layer_roles:
@@ -170,11 +191,41 @@ def _parse_fragment(data: Mapping[str, Any], source: str, known: set[str]) -> di
     return {"presets": presets, "architectures": architectures}
 
 
+def _check_keys(data: Any, allowed: tuple[str, ...], where: str, what: str) -> None:
+    # An unknown key is a typo (rank-for, layer-roles) or data this version would silently ignore.
+    if not isinstance(data, Mapping):
+        raise RegistryError(f"{where}: must be a table, not {type(data).__name__}")
+    for key in data:
+        if key not in allowed:
+            raise RegistryError(f"{where}: unknown key {key!r} in {what}; allowed: {', '.join(allowed)}")
+
+
 def _table(data: Mapping[str, Any], key: str, source: str) -> dict:
     value = data.get(key, {})
     if not isinstance(value, dict):
         raise RegistryError(f"{source}: {key} must be a table")
     return value
+
+
+def _per_role_table(preset: Mapping[str, Any], key: str, names: set[str], where: str) -> dict:
+    table = _table(preset, key, where)
+    for name in table:
+        if str(name).strip().lower() not in names:
+            raise RegistryError(f"{where}.{key}: unknown role or alias {name!r}")
+    return table
+
+
+def _rank(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise RegistryError(f"{where} must be a positive whole number, not {value!r}")
+    return value
+
+
+def _alpha(value: Any, where: str) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
+    if not ok:
+        raise RegistryError(f"{where} must be a positive number, not {value!r}")
+    return float(value)
 
 
 def _require(table: Mapping[str, Any], key: str, kind, where: str):
@@ -189,8 +240,8 @@ def _require(table: Mapping[str, Any], key: str, kind, where: str):
 def _str_list(value: Any, where: str) -> list[str]:
     if isinstance(value, str):
         value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise RegistryError(f"{where} must be a string or a list of non-empty strings")
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise RegistryError(f"{where} must be a non-empty string or a non-empty list of non-empty strings")
     return value
 
 

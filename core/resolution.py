@@ -15,6 +15,63 @@ from .roles import parse_roles
 from .targeting import exact_regex, exact_suffixes, peft_renamed_leaves
 
 DEFAULT_RANK = 8
+#: ``LoraConfig.bias`` values (what ``BaseTuner._mark_only_adapters_as_trainable`` implements in PEFT 0.21)
+BIAS_CHOICES = ("none", "all", "lora_only")
+#: ``init_lora_weights`` strings PEFT 0.21 implements, besides ``True``, ``False`` and ``"pissa_niter_<N>"``
+INIT_CHOICES = ("gaussian", "eva", "olora", "pissa", "corda", "loftq", "orthogonal", "mica", "lora_ga")
+#: bytes per value at each precision the cost is given for
+PRECISIONS = {"fp32": 4, "bf16": 2}
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What an adapter costs to train, known before training: its trainable parameters and their memory.
+
+    ``lora`` holds the LoRA A and B matrices per role; ``dora`` the DoRA magnitude vectors;
+    ``biases`` the base-model biases ``bias="all"`` or ``"lora_only"`` makes trainable;
+    ``modules_to_save`` the full trainable copy of each module PEFT saves whole.
+    """
+
+    lora: dict[str, int]
+    dora: int = 0
+    biases: int = 0
+    modules_to_save: dict[str, int] = field(default_factory=dict)
+    base_parameters: int = 0
+
+    @property
+    def total(self) -> int:
+        """Every trainable parameter: what ``requires_grad`` counts on the PEFT model."""
+        return sum(self.lora.values()) + self.dora + self.biases + sum(self.modules_to_save.values())
+
+    @property
+    def share(self) -> float | None:
+        """``total`` as a fraction of the base model's parameters (``None`` when those are unknown)."""
+        return self.total / self.base_parameters if self.base_parameters else None
+
+    def memory(self, precision: str = "fp32") -> dict[str, int]:
+        """Bytes for the trainable weights, their gradients and AdamW's two states, and their total.
+
+        Each is one value per trainable parameter, at 4 bytes (``"fp32"``) or 2 (``"bf16"``):
+        torch's AdamW keeps ``exp_avg`` and ``exp_avg_sq`` in the parameter's dtype. The frozen
+        base model and activations are not included.
+        """
+        if precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+        each = self.total * PRECISIONS[precision]
+        return {"weights": each, "gradients": each, "adamw_states": 2 * each, "total": 4 * each}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``"cost"`` object of ``resolve --format json``."""
+        return {
+            "lora_by_role": dict(self.lora),
+            "dora_magnitudes": self.dora,
+            "biases": self.biases,
+            "modules_to_save": dict(self.modules_to_save),
+            "total": self.total,
+            "base_parameters": self.base_parameters,
+            "share": self.share,
+            "memory_bytes": {precision: self.memory(precision) for precision in PRECISIONS},
+        }
 
 
 @dataclass
@@ -114,19 +171,35 @@ class Resolution:
         lora_alpha: float | None = None,
         ranks: Mapping[str, int] | None = None,
         alphas: Mapping[str, float] | None = None,
-        **lora_kwargs: Any,
+        *,
+        lora_dropout: float = 0.0,
+        bias: str = "none",
+        use_rslora: bool = False,
+        use_dora: bool = False,
+        init_lora_weights: bool | str = True,
+        modules_to_save: str | Sequence[str] | None = None,
+        **other: Any,
     ):
         """A ``peft.LoraConfig`` that adapts exactly this resolution.
 
         ``r`` and ``lora_alpha`` (default ``2 * r``) apply to every role; ``ranks`` and ``alphas``
         override them per role or alias (``{"ffn": 4}``) through PEFT's ``rank_pattern`` and
-        ``alpha_pattern``, keyed so each key hits exactly its role's targets. Other keyword
+        ``alpha_pattern``, keyed so each key hits exactly its role's targets.
+
+        ``lora_dropout``, ``bias``, ``use_rslora``, ``use_dora`` and ``init_lora_weights`` go to
+        PEFT as they are; ``modules_to_save`` takes roles, aliases or module names (``"lm-head"``,
+        ``"embed_tokens"``) and is written as this model's exact module names. Combinations PEFT
+        would reject raise ``ConfigError`` first (see ``check_peft_options``). Other keyword
         arguments go to ``LoraConfig`` unchanged.
         """
         from peft import LoraConfig
 
         r = _check_rank(r, "rank")
         lora_alpha = _check_alpha(2 * r if lora_alpha is None else lora_alpha, "alpha")
+        options = self._peft_options(
+            r, ranks, lora_dropout=lora_dropout, bias=bias, use_rslora=use_rslora, use_dora=use_dora,
+            init_lora_weights=init_lora_weights, modules_to_save=modules_to_save, **other,
+        )
         rank_pattern = self._pattern(_per_role(ranks or {}, self, "rank"))
         alpha_pattern = self._pattern(_per_role(alphas or {}, self, "alpha"))
         target_modules = self.target_modules()
@@ -140,30 +213,71 @@ class Resolution:
         )
         if target_parameters:
             kwargs["target_parameters"] = target_parameters
-        kwargs.update(lora_kwargs)
+        kwargs.update(options)
         try:
             return LoraConfig(**kwargs)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, ImportError) as exc:
             raise ConfigError(f"PEFT rejects this LoRA configuration: {' '.join(str(exc).split())}") from None
 
-    def trainable_parameters(self, r: int = DEFAULT_RANK, ranks: Mapping[str, int] | None = None) -> int:
-        """The trainable parameters PEFT will create for ``lora_config(r=r, ranks=ranks)``."""
-        return sum(self.trainable_by_role(r, ranks).values())
+    def cost(self, r: int = DEFAULT_RANK, ranks: Mapping[str, int] | None = None, **options: Any) -> Cost:
+        """What ``lora_config(r=r, ranks=ranks, **options)`` costs to train, counted as PEFT builds it.
 
-    def trainable_by_role(self, r: int = DEFAULT_RANK, ranks: Mapping[str, int] | None = None) -> dict[str, int]:
-        """Trainable LoRA parameters per role."""
+        ``options`` are ``lora_config``'s PEFT options (``use_dora``, ``bias``, ``modules_to_save``,
+        ``init_lora_weights``, ...); alphas and dropout change no count. The total equals the
+        ``requires_grad`` parameters of ``peft.get_peft_model(model, config)``. (EVA may move rank
+        between layers later, when ``initialize_lora_eva_weights`` runs on data.)
+        """
         r = _check_rank(r, "rank")
-        per_role = _per_role(ranks or {}, self, "rank")
-        out: dict[str, int] = {}
-        by_name = {leaf.name: leaf for leaf in self.model_map.leaves}
-        for role, names in self.names_by_role().items():
-            rank = per_role.get(role, r)
-            out[role] = sum(by_name[n].lora_parameters(rank) for n in names)
-        return out
+        opts = self._peft_options(r, ranks, **options)
+        leaf_rank = self._leaf_ranks(r, ranks)
+        role_of = {name: role for role, names in self.names_by_role().items() for name in names}
+        lora = dict.fromkeys(self.names_by_role(), 0)
+        dora = 0
+        for leaf in self.leaves:
+            rank = leaf_rank[leaf.name]
+            count = leaf.lora_parameters(rank)
+            if opts["init_lora_weights"] == "mica":
+                # MiCA freezes B (variants.MiCALinearVariant / MiCAEmbeddingVariant): out x r, or dim x r
+                count -= rank * (leaf.shape[1] if leaf.lora_type == "embedding" else leaf.shape[0])
+            lora[role_of[leaf.name]] += count
+            if opts["use_dora"]:
+                # one magnitude per output feature / channel; per embedding dimension (lora/dora.py)
+                dora += leaf.shape[1] if leaf.lora_type == "embedding" else leaf.shape[0]
+        saved = opts["modules_to_save"] or []
+        module = self.model_map.module
+        if module is None and (saved or opts["bias"] != "none"):
+            raise ConfigError("counting biases or modules_to_save needs the model itself; resolve the model, not a bare map")
+        copies = {name: _numel(module.get_submodule(name).parameters()) for name in saved}
+        biases = 0
+        if opts["bias"] == "all":
+            # every parameter named *.bias; ModulesToSaveWrapper freezes the originals of modules it copies
+            biases = sum(
+                p.numel() for n, p in module.named_parameters()
+                if (n == "bias" or n.endswith(".bias")) and not any(n.startswith(s + ".") for s in saved)
+            )
+        elif opts["bias"] == "lora_only":
+            # the bias of each module PEFT wraps in a LoRA layer (the owner of a targeted parameter)
+            found = {}
+            for leaf in self.leaves:
+                owner = module.get_submodule(leaf.name if leaf.kind == "module" else leaf.name.rsplit(".", 1)[0])
+                tensor = getattr(owner, "bias", None)
+                if hasattr(tensor, "numel"):
+                    found[id(tensor)] = tensor.numel()
+            biases = sum(found.values())
+        return Cost(lora, dora, biases, copies, self.model_map.base_parameters)
 
-    def to_dict(self, r: int = DEFAULT_RANK, lora_alpha: float | None = None, ranks=None, alphas=None) -> dict[str, Any]:
-        """The ``--format json`` document."""
-        config = self.lora_config(r=r, lora_alpha=lora_alpha, ranks=ranks, alphas=alphas)
+    def trainable_parameters(self, r: int = DEFAULT_RANK, ranks: Mapping[str, int] | None = None, **options: Any) -> int:
+        """The trainable parameters PEFT will create for ``lora_config(r=r, ranks=ranks, **options)``."""
+        return self.cost(r, ranks, **options).total
+
+    def trainable_by_role(self, r: int = DEFAULT_RANK, ranks: Mapping[str, int] | None = None, **options: Any) -> dict[str, int]:
+        """Trainable LoRA parameters per role (DoRA magnitudes, biases and module copies are in ``cost``)."""
+        return self.cost(r, ranks, **options).lora
+
+    def to_dict(self, r: int = DEFAULT_RANK, lora_alpha: float | None = None, ranks=None, alphas=None, **options) -> dict[str, Any]:
+        """The ``--format json`` document; ``options`` as for ``lora_config``."""
+        config = self.lora_config(r=r, lora_alpha=lora_alpha, ranks=ranks, alphas=alphas, **options)
+        cost = self.cost(r, ranks, **options)
         target_modules = config.target_modules
         if isinstance(target_modules, (set, frozenset, tuple)):
             target_modules = sorted(target_modules)
@@ -174,9 +288,10 @@ class Resolution:
             "roles": self.names_by_role(),
             "target_modules": target_modules,
             "target_parameters": list(config.target_parameters or []),
-            "trainable_parameters": self.trainable_parameters(r, ranks),
+            "trainable_parameters": cost.total,
             "warnings": list(self.warnings),
             **({"layers": {stack: list(kept) for stack, kept in self.layers.items()}} if self.layers else {}),
+            "cost": cost.to_dict(),
         }
 
     def adapter_config(self, r: int = DEFAULT_RANK, lora_alpha: float | None = None, ranks=None, alphas=None, **kw) -> str:
@@ -191,6 +306,61 @@ class Resolution:
         return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
 
     # ------------------------------------------------------------------ helpers
+    def modules_to_save(self, items: str | Sequence[str] | None) -> list[str] | None:
+        """Roles, aliases or module names (a full name or a dotted suffix) -> this model's exact module names.
+
+        Roles resolve within this resolution's scopes and selected layers. A name that matches
+        nothing, or a role whose leaves are parameters rather than modules, raises ``ConfigError``.
+        """
+        if items is None:
+            return None
+        items = items.split(",") if isinstance(items, str) else [str(i) for i in items]
+        names = [n for n in self.model_map.all_module_names if n]
+        model = self.model_map.model
+        chosen: set[str] = set()
+        for item in (i.strip() for i in items):
+            if not item:
+                continue
+            try:
+                (request,) = parse_roles([item], self.registry)
+            except RoleError:
+                hits = [n for n in names if n == item or n.endswith("." + item)]
+                if not hits:
+                    raise ConfigError(f"modules_to_save: {item!r} is neither a role nor a module of {model}") from None
+                chosen.update(hits)
+                continue
+            leaves = [leaf for role in request.roles for leaf in self.model_map.leaves_with_role(role, self.scopes)
+                      if self._layer_kept(leaf)]
+            if not leaves:
+                raise ConfigError(f"modules_to_save: {item!r} matches nothing in {model}; it has: "
+                                  f"{', '.join(self.model_map.present_roles(self.scopes))}")
+            params = [leaf.name for leaf in leaves if leaf.kind != "module"]
+            if params:
+                raise ConfigError(f"modules_to_save: {item!r} selects parameters ({params[0]}), not modules; "
+                                  "PEFT copies whole modules")
+            chosen.update(leaf.name for leaf in leaves)
+        return [n for n in names if n in chosen] or None
+
+    def _peft_options(self, r: int, ranks, *, lora_dropout: float = 0.0, bias: str = "none", use_rslora: bool = False,
+                      use_dora: bool = False, init_lora_weights: bool | str = True, modules_to_save=None,
+                      **other: Any) -> dict[str, Any]:
+        """The PEFT options as ``LoraConfig`` keyword arguments, checked against this resolution."""
+        options = dict(lora_dropout=lora_dropout, bias=bias, use_rslora=use_rslora, use_dora=use_dora,
+                       init_lora_weights=init_lora_weights, **other)
+        check_peft_options(options)  # value rules first: a bad --bias is reported before names are looked up
+        options["modules_to_save"] = self.modules_to_save(modules_to_save)
+        check_peft_options(options, self, self._leaf_ranks(r, ranks))
+        return options
+
+    def _layer_kept(self, leaf: Leaf) -> bool:
+        """False for a leaf in a layer the layer selection dropped."""
+        kept = self.layers.get(leaf.stack) if self.layers and leaf.layer is not None else None
+        return kept is None or leaf.layer in kept
+
+    def _leaf_ranks(self, r: int, ranks: Mapping[str, int] | None) -> dict[str, int]:
+        per_role = _per_role(ranks or {}, self, "rank")
+        return {name: per_role.get(role, r) for role, names in self.names_by_role().items() for name in names}
+
     def _pattern(self, per_role: Mapping[str, Any]) -> dict[str, Any]:
         """PEFT pattern keys for per-role overrides: exact among this resolution's own targets."""
         if not per_role:
@@ -376,6 +546,82 @@ def resolve_map(model_map: ModelMap, requests, scopes, *, strict=False, registry
     return Resolution(model_map, ordered, scopes, modules, parameters, warnings, substituted, registry, kept)
 
 
+def check_peft_options(options: Mapping[str, Any], resolution: Resolution | None = None,
+                       leaf_ranks: Mapping[str, int] | None = None) -> None:
+    """Refuse, in one line, what PEFT 0.21 would reject (or silently not do) with these LoRA options.
+
+    Without ``resolution`` only the values are checked (the CLI does that before building a
+    model); with it, the combinations with what it targets. Each rule names where PEFT enforces it.
+    """
+    dropout, bias, init = options["lora_dropout"], options["bias"], options["init_lora_weights"]
+    # bias: BaseTuner._mark_only_adapters_as_trainable raises NotImplementedError for any other value.
+    if bias not in BIAS_CHOICES:
+        raise ConfigError(f"bias must be one of {', '.join(BIAS_CHOICES)}, not {bias!r}")
+    # lora_dropout: nn.Dropout rejects p > 1; PEFT ignores p < 0, and p = 1 zeroes every LoRA input.
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ConfigError(f"lora_dropout must be at least 0 and below 1, not {dropout!r}")
+    for flag in ("use_rslora", "use_dora"):
+        if not isinstance(options[flag], bool):
+            raise ConfigError(f"{flag} must be True or False, not {options[flag]!r}")
+    # init_lora_weights: LoraLayer.reset_lora_parameters raises "Unknown initialization" for other strings;
+    # LoraLayer.pissa_init needs a whole number of iterations in "pissa_niter_<N>".
+    if not (isinstance(init, bool) or init in INIT_CHOICES or re.fullmatch(r"pissa_niter_\d+", str(init))):
+        raise ConfigError(f"init_lora_weights must be true, false, {', '.join(INIT_CHOICES)} or pissa_niter_<N>, not {init!r}")
+    # LoraConfig.__post_init__: "loftq" needs a loftq_config.
+    if init == "loftq" and not options.get("loftq_config"):
+        raise ConfigError("init_lora_weights='loftq' needs loftq_config=LoftQConfig(...) (pass it to lora_config)")
+    if resolution is None:
+        return
+    keys = resolution.target_keys()
+    leaves = resolution.leaves
+    wrapped = [leaf for leaf in leaves if leaf.kind == "parameter" or keys[leaf.name] != leaf.name]
+    convs = [leaf for leaf in leaves if leaf.lora_type == "conv" and leaf not in wrapped]
+    reads_weight = isinstance(init, str) and (init.startswith("pissa") or init in ("olora", "corda", "loftq", "orthogonal", "lora_ga"))
+    if wrapped:
+        example = keys[wrapped[0].name]
+        # lora.ParamWrapper.__init__ (target_parameters) raises on lora_dropout != 0 and on use_dora.
+        if dropout:
+            raise ConfigError(f"lora_dropout must be 0 here: PEFT cannot apply dropout to target_parameters ({example})")
+        if options["use_dora"]:
+            raise ConfigError(f"PEFT has no DoRA for target_parameters ({example}); drop --dora or those roles")
+        # ParamWrapper.update_layer raises on any LoRA variant, and MiCA is one.
+        if init == "mica":
+            raise ConfigError(f"PEFT has no MiCA for target_parameters ({example}); choose another init")
+        # these inits read the wrapped module's .weight: expert modules have none (AttributeError in PEFT).
+        odd = [keys[leaf.name] for leaf in wrapped if keys[leaf.name].rsplit(".", 1)[-1] != "weight"]
+        if reads_weight and odd:
+            raise ConfigError(f"init_lora_weights={init!r} reads a module's weight; PEFT cannot apply it to {odd[0]}")
+    # LoraLayer.resolve_lora_variant: MiCA and DoRA are both variants, and no layer has the pair.
+    if init == "mica" and options["use_dora"]:
+        raise ConfigError("init_lora_weights='mica' and use_dora cannot be combined (PEFT has no such LoRA variant)")
+    # _ConvNd.update_layer: besides loftq and lora_ga, convs only take True, False or "gaussian" (else ValueError).
+    if convs and init not in (True, False, "gaussian", "loftq", "lora_ga"):
+        raise ConfigError(f"PEFT cannot use init_lora_weights={init!r} on convolutions ({convs[0].name})")
+    leaf_ranks = leaf_ranks or {}
+    for leaf in leaves:
+        rank = leaf_ranks.get(leaf.name, DEFAULT_RANK)
+        # LoraLayer.orthogonal_init: an even rank only.
+        if init == "orthogonal" and rank % 2:
+            raise ConfigError(f"init_lora_weights='orthogonal' needs even ranks; {leaf.name} has rank {rank}")
+        # mica_init: r <= min(in_features, out_features).
+        if init == "mica" and rank > min(leaf.shape):
+            raise ConfigError(f"init_lora_weights='mica' needs rank <= {min(leaf.shape)} for {leaf.name}, not {rank}")
+    saved = options.get("modules_to_save") or []
+    names = resolution.model_map.all_module_names
+    for name in saved:
+        # utils.other._set_trainable copies every module whose name ends with the entry, dot or not.
+        also = [n for n in names if n != name and n.endswith(name)]
+        if also:
+            raise ConfigError(f"modules_to_save {name!r} would also copy {also[0]} (PEFT matches the end of the name)")
+        # tuners_utils.check_target_module_exists excludes targets in a module to save: their LoRA would vanish.
+        pattern = re.compile(rf"(^|.*\.){name}($|\..*)")
+        for leaf in leaves:
+            owner = leaf.name if leaf.kind == "module" else leaf.name.rsplit(".", 1)[0]
+            if pattern.match(owner):
+                raise ConfigError(f"{leaf.name} is both a LoRA target and inside modules_to_save {name!r}; "
+                                  "PEFT would drop its LoRA -- keep one")
+
+
 def parse_scopes(scope: str | Sequence[str]) -> tuple[str, ...]:
     """``"language,vision"`` or a list -> a tuple of valid scopes."""
     items = scope.split(",") if isinstance(scope, str) else list(scope)
@@ -404,6 +650,10 @@ def _per_role(overrides: Mapping[str, Any], resolution: Resolution, what: str) -
                 out[role] = value
                 specificity[role] = weight
     return out
+
+
+def _numel(parameters) -> int:
+    return sum(p.numel() for p in parameters)
 
 
 def _check_rank(value: Any, what: str) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pytest
@@ -14,16 +13,10 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 def apply_peft(resolution, r=8, ranks=None, alphas=None):
     """Apply the emitted LoraConfig with PEFT; return (targeted keys, trainable parameter count, peft model)."""
-    from peft import get_peft_model
+    from lora_registry.coverage import peft_check
 
-    config = resolution.lora_config(r=r, ranks=ranks, alphas=alphas)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = get_peft_model(resolution.model_map.module, config)
-    tuner = model.base_model
-    targeted = set(tuner.targeted_module_names) | set(getattr(tuner, "targeted_parameter_names", []) or [])
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return targeted, trainable, model
+    result = peft_check(resolution, r=r, ranks=ranks, alphas=alphas)
+    return result.targeted, result.trainable, result.model
 
 
 def expected_keys(resolution):

@@ -25,8 +25,9 @@ def test_resolve_json_contract():
     result = run("resolve", LLAMA, "--roles", "q,v,ffn", "--rank-for", "ffn=4", "--format", "json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
+    # the foundation's keys, unchanged; "cost" was added with per-role cost and memory
     assert set(doc) == {"model", "model_type", "plugin", "roles", "target_modules", "target_parameters",
-                        "trainable_parameters", "warnings"}
+                        "trainable_parameters", "warnings", "cost"}
     assert doc["model_type"] == "llama" and doc["plugin"] == "llama"
     assert set(doc["roles"]) == {"attention-q", "attention-v", "ffn-gate", "ffn-up", "ffn-down"}
     assert len(doc["roles"]["attention-q"]) == 32

@@ -7,7 +7,8 @@ import sys
 
 import typer
 
-from . import inspect_cmd, plugins_cmd, resolve_cmd, roles_cmd, scaffold_cmd
+from ..errors import LoraRegistryError
+from . import compare_cmd, explain_cmd, inspect_cmd, plugins_cmd, resolve_cmd, roles_cmd, scaffold_cmd
 
 app = typer.Typer(
     name="lora-registry",
@@ -18,6 +19,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command("resolve")(resolve_cmd.resolve)
+app.command("compare")(compare_cmd.compare)
+app.command("explain")(explain_cmd.explain)
 app.command("inspect")(inspect_cmd.inspect)
 app.command("plugins")(plugins_cmd.plugins)
 app.command("roles")(roles_cmd.roles)
@@ -30,6 +33,11 @@ def main() -> None:
         code = app(standalone_mode=False)
     except KeyboardInterrupt:
         sys.exit(130)
+    except LoraRegistryError as exc:
+        # commands without handle_errors (roles, plugins) still fail in one line: a broken registry
+        # fragment under LORA_REGISTRY_STRICT_PLUGINS is bad input, not a bug
+        typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
+        sys.exit(2)
     except Exception as exc:
         # typer vendors its own click, so match click's exception interface rather than its classes.
         if type(exc).__name__ == "Abort":

@@ -38,21 +38,41 @@ def check_output(path: Path | None, force: bool) -> None:
         raise ConfigError(f"{path}: is a directory; give a file name")
     if path.exists() and not force:
         raise ConfigError(f"{path}: exists; pass --force to overwrite")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{path}: output folder {parent} is not writable")
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and a rename: an interrupted run leaves the old file or none."""
+    """Write via a temporary file in the same folder and a rename: an interrupted run leaves the old file or none.
+
+    The file gets the permissions a plain ``open(path, "w")`` would give it (an overwritten file
+    keeps its own), not ``mkstemp``'s owner-only 0600.
+    """
     parent = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write in {parent}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())  # the data is on disk before the rename makes it visible
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):  # disk full, folder gone: bad circumstances, not a bug
+            raise ConfigError(f"{path}: cannot write: {exc.strerror or exc}") from None
         raise
 
 

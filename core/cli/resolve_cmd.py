@@ -11,7 +11,8 @@ import typer
 from ..errors import ConfigError
 from .common import check_output, handle_errors, parse_pairs, write_atomic
 
-FORMATS = ("table", "json", "peft")
+#: peft is adapter_config.json; the trainers' formats are written by lora_registry.exports
+FORMATS = ("table", "json", "peft", "axolotl", "llamafactory", "unsloth", "torchtune")
 
 
 @handle_errors
@@ -27,7 +28,13 @@ def resolve(
     strict: bool = typer.Option(False, "--strict", help="Refuse to widen q/k/v or gate/up onto a fused module."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Only these layers of each stack, e.g. 0-7,24-31."),
     last_layers: Optional[int] = typer.Option(None, "--last-layers", help="Only the last N layers of each stack."),
-    output_format: str = typer.Option("table", "--format", "-f", help="table, json or peft (adapter_config.json)."),
+    dropout: float = typer.Option(0.0, "--dropout", help="lora_dropout, at least 0 and below 1."),
+    bias: str = typer.Option("none", "--bias", help="none, all or lora_only: which biases train too."),
+    rslora: bool = typer.Option(False, "--rslora", help="Rank-stabilised scaling (use_rslora)."),
+    dora: bool = typer.Option(False, "--dora", help="DoRA (use_dora): adds a trainable magnitude per output feature."),
+    init: str = typer.Option("true", "--init", help="init_lora_weights: true, false, gaussian, pissa, pissa_niter_N, olora, eva, corda, orthogonal, mica, lora_ga."),
+    modules_to_save: Optional[str] = typer.Option(None, "--modules-to-save", help="Comma list of roles or module names to train whole, e.g. lm-head."),
+    output_format: str = typer.Option("table", "--format", "-f", help="table, json, peft (adapter_config.json), axolotl, llamafactory, unsloth or torchtune."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to FILE (only when the whole run succeeds)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --output file."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow a config's own Python code to run."),
@@ -35,11 +42,15 @@ def resolve(
 ) -> None:
     """Resolve roles onto MODEL's module names and print the LoRA config that adapts exactly those."""
     from ..manager import get_plugin_manager, plugin_registry
+    from ..resolution import check_peft_options
     from ..resolution import resolve as do_resolve
 
     if output_format not in FORMATS:
         raise ConfigError(f"unknown format {output_format!r}; choose from {', '.join(FORMATS)}")
     check_output(output, force)
+    options = peft_options(dropout, bias, rslora, dora, init)
+    check_peft_options(options)  # bad values fail before a model is built
+    options["modules_to_save"] = modules_to_save
     pm = get_plugin_manager()
     registry, _ = plugin_registry(pm)  # plugins' registry fragments add presets
     ranks = parse_pairs(rank_for, "--rank-for", int)
@@ -62,15 +73,20 @@ def resolve(
     ranks = {**{k: v for k, v in preset_ranks.items() if result.covers(k)}, **ranks}
     alphas = {**{k: v for k, v in preset_alphas.items() if result.covers(k)}, **alphas}
     if output_format == "json":
-        text = json.dumps(result.to_dict(r=rank, lora_alpha=alpha, ranks=ranks, alphas=alphas), indent=2) + "\n"
+        text = json.dumps(result.to_dict(r=rank, lora_alpha=alpha, ranks=ranks, alphas=alphas, **options), indent=2) + "\n"
     elif output_format == "peft":
-        text = result.adapter_config(r=rank, lora_alpha=alpha, ranks=ranks, alphas=alphas)
+        text = result.adapter_config(r=rank, lora_alpha=alpha, ranks=ranks, alphas=alphas, **options)
+    elif output_format != "table":
+        from ..exports import EXPORTS, render
+
+        config = result.lora_config(r=rank, lora_alpha=alpha, ranks=ranks, alphas=alphas, **options)
+        text = render(output_format, EXPORTS[output_format](result, config))
     else:
         from .tables import resolution_table
 
         text = None
-        result.lora_config(r=rank, lora_alpha=alpha, ranks=ranks, alphas=alphas)  # validate before printing
-        renderable = resolution_table(result, rank, alpha, ranks)
+        result.lora_config(r=rank, lora_alpha=alpha, ranks=ranks, alphas=alphas, **options)  # validate before printing
+        renderable = resolution_table(result, rank, alpha, ranks, options)
     if output is not None:
         if text is None:
             from .tables import render_plain
@@ -84,3 +100,11 @@ def resolve(
         from .tables import print_all
 
         print_all(renderable)
+
+
+def peft_options(dropout: float, bias: str, rslora: bool, dora: bool, init: str) -> dict:
+    """The command line's PEFT options as ``lora_config`` keyword arguments (``--init true`` -> ``True``)."""
+    flag = init.strip().lower()
+    init_value = {"true": True, "false": False}.get(flag, init.strip())
+    return dict(lora_dropout=dropout, bias=bias.strip().lower(), use_rslora=rslora, use_dora=dora,
+                init_lora_weights=init_value)

@@ -17,7 +17,7 @@ def scaffold(
     force: bool = typer.Option(False, "--force", help="Overwrite --output if it exists."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow a config's own Python code to run."),
 ) -> None:
-    """Write a [architectures.<model_type>] TOML entry from what the generic fallback found in MODEL.
+    """Write a declarative architectures.<model_type> TOML entry from what the generic fallback found in MODEL.
 
     Review it, then ship it in registry.toml or as a data-only plugin (lora_registry_registry_fragment).
     """

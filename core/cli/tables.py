@@ -32,9 +32,10 @@ def print_all(renderables: list[Any]) -> None:
         out.print(renderable)
 
 
-def resolution_table(result, rank: int, alpha: float | None, ranks: dict) -> list[Any]:
-    """Per-role modules, rank and trainable parameters, then the PEFT targets and warnings."""
-    by_role = result.trainable_by_role(rank, ranks)
+def resolution_table(result, rank: int, alpha: float | None, ranks: dict, options: dict | None = None) -> list[Any]:
+    """Per-role modules, rank and trainable parameters, what else trains, then cost, PEFT targets and warnings."""
+    options = options or {}
+    cost = result.cost(rank, ranks, **options)
     table = Table(title=f"{result.model_map.model} ({result.model_map.model_type}, plugin {result.model_map.plugin})")
     table.add_column("role")
     table.add_column("leaves", justify="right")
@@ -42,19 +43,65 @@ def resolution_table(result, rank: int, alpha: float | None, ranks: dict) -> lis
     table.add_column("rank", justify="right")
     table.add_column("trainable", justify="right")
     for role, names in result.names_by_role().items():
-        table.add_row(role, str(len(names)), ", ".join(group_names(names)), str(result.rank_of(role, rank, ranks)), f"{by_role[role]:,}")
-    total = sum(by_role.values())
-    base = result.model_map.base_parameters
-    share = f" ({100 * total / base:.3f}% of {base:,})" if base else ""
-    table.add_row("total", str(sum(len(v) for v in result.names_by_role().values())), "", "", f"{total:,}", style="bold")
-    config = result.lora_config(r=rank, lora_alpha=alpha, ranks=ranks)
-    lines = [table, Text(f"trainable parameters: {total:,}{share}")]
+        table.add_row(role, str(len(names)), ", ".join(group_names(names)), str(result.rank_of(role, rank, ranks)), f"{cost.lora[role]:,}")
+    if cost.dora:
+        table.add_row("DoRA magnitudes", "", "one per output feature of each adapted module", "", f"{cost.dora:,}")
+    if cost.biases:
+        table.add_row("biases", "", f"bias={options.get('bias')}", "", f"{cost.biases:,}")
+    for name, count in cost.modules_to_save.items():
+        table.add_row("modules_to_save", "1", name, "", f"{count:,}")
+    table.add_row("total", str(sum(len(v) for v in result.names_by_role().values())), "", "", f"{cost.total:,}", style="bold")
+    config = result.lora_config(r=rank, lora_alpha=alpha, ranks=ranks, **options)
+    lines = [table, Text(f"trainable parameters: {cost.total:,}{_share(cost)}")]
+    memory = ", ".join(f"{precision} {fmt_bytes(cost.memory(precision)['total'])}" for precision in ("fp32", "bf16"))
+    lines.append(Text(f"memory for weights + gradients + AdamW states: {memory}"))
     lines.append(Text(f"target_modules: {_fmt(config.target_modules)}"))
     if config.target_parameters:
         lines.append(Text(f"target_parameters: {_fmt(config.target_parameters)}"))
+    if config.modules_to_save:
+        lines.append(Text(f"modules_to_save: {_fmt(config.modules_to_save)}"))
     for warning in result.warnings:
         lines.append(Text(f"warning: {warning}", style="yellow"))
     return lines
+
+
+def compare_table(model_map, rows: list[dict], registry) -> list[Any]:
+    """``compare``: one row per choice (``compare_cmd.compare_row``); notes and reasons for n/a below."""
+    short = {roles[0]: alias for alias, roles in registry.aliases.items() if len(roles) == 1}
+    table = Table(title=f"{model_map.model} ({model_map.model_type}, plugin {model_map.plugin}), "
+                        f"{model_map.base_parameters:,} base parameters")
+    table.add_column("choice", no_wrap=True)
+    table.add_column("roles", overflow="fold")
+    table.add_column("rank", overflow="fold")
+    for column in ("trainable", "share", "fp32", "bf16"):
+        table.add_column(column, justify="right", no_wrap=True)
+    notes: list[Any] = []
+    for row in rows:
+        if "error" in row:
+            table.add_row(row["choice"], "n/a", "", "n/a", "n/a", "n/a", "n/a")
+            notes.append(Text(f"{row['choice']}: n/a: {row['error']}", style="yellow"))
+            continue
+        memory = row["memory_bytes"]
+        table.add_row(row["choice"], ",".join(short.get(role, role) for role in row["roles"]), row["rank"],
+                      f"{row['trainable_parameters']:,}",
+                      f"{100 * row['share']:.3f}%" if row["share"] is not None else "-",
+                      fmt_bytes(memory["fp32"]), fmt_bytes(memory["bf16"]))
+        notes.extend(Text(f"{row['choice']}: {warning}", style="yellow") for warning in row["warnings"])
+    caption = Text("fp32 / bf16: adapter weights + gradients + AdamW states (torch keeps them in the parameter dtype)")
+    return [table, caption, *notes]
+
+
+def fmt_bytes(n: int) -> str:
+    """``1536`` -> ``1.50 KiB`` (binary units)."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    value, i = float(n), 0
+    while value >= 1024 and i < len(units) - 1:
+        value, i = value / 1024, i + 1
+    return f"{n} B" if i == 0 else f"{value:.2f} {units[i]}"
+
+
+def _share(cost) -> str:
+    return f" ({100 * cost.share:.3f}% of {cost.base_parameters:,})" if cost.share is not None else ""
 
 
 def inspect_tables(model_map) -> list[Any]:

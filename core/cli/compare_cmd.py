@@ -1,0 +1,77 @@
+"""``lora-registry compare``: the standard LoRA choices side by side, with what each costs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, List, Optional
+
+import typer
+
+from ..errors import ConfigError, LoraRegistryError
+from .common import handle_errors
+
+FORMATS = ("table", "json")
+#: the standard choices every comparison shows: (label, roles, rank, per-role ranks), or a preset's name
+STANDARD = (("q,v r8", "q,v", 8, {}), ("q,k,v,o r8", "q,k,v,o", 8, {}), "qv8-ffn4", ("all r16", "all", 16, {}))
+
+
+@handle_errors
+def compare(
+    model: str = typer.Argument(..., help="model_type, config.json or its folder, or a cached hub id."),
+    preset: Optional[List[str]] = typer.Option(None, "--preset", help="Also compare this preset (repeatable)."),
+    scope: str = typer.Option("language", "--scope", help="language, vision, audio, projector (comma list)."),
+    output_format: str = typer.Option("table", "--format", "-f", help="table or json."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow a config's own Python code to run."),
+    plugin: Optional[str] = typer.Option(None, "--plugin", help="Ask only this plugin."),
+) -> None:
+    """Show q,v r8; q,k,v,o r8; qv8-ffn4; all r16 (and any --preset) side by side: trainable parameters, share, memory."""
+    from ..inspection import inspect
+    from ..manager import get_plugin_manager, plugin_registry
+    from ..resolution import parse_scopes
+
+    if output_format not in FORMATS:
+        raise ConfigError(f"unknown format {output_format!r}; choose from {', '.join(FORMATS)}")
+    parse_scopes(scope)
+    pm = get_plugin_manager()
+    registry, _ = plugin_registry(pm)  # plugins' registry fragments add presets
+    unknown = [name for name in preset or [] if name not in registry.presets]
+    if unknown:
+        raise ConfigError(f"unknown preset {unknown[0]!r}; known: {', '.join(registry.presets)}")
+    choices = list(STANDARD) + [name for name in dict.fromkeys(preset or []) if name not in STANDARD]
+    model_map = inspect(model, trust_remote_code=trust_remote_code, plugin_manager=pm, plugin=plugin)
+    rows = [compare_row(model_map, choice, registry, scope) for choice in choices]
+    if output_format == "json":
+        doc = {"model": model_map.model, "model_type": model_map.model_type, "plugin": model_map.plugin,
+               "base_parameters": model_map.base_parameters, "choices": rows}
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    from .tables import compare_table, print_all
+
+    print_all(compare_table(model_map, rows, registry))
+
+
+def compare_row(model_map, choice, registry, scope: str) -> dict[str, Any]:
+    """One choice resolved against an inspected model: its roles, ranks and cost, or why it does not apply."""
+    from ..resolution import resolve
+
+    if isinstance(choice, str):  # a preset: its per-role overrides apply where their roles were resolved
+        p = registry.presets[choice]
+        label, roles, rank, rank_for = choice, p.roles, p.rank, dict(p.rank_for)
+    else:
+        label, roles, rank, rank_for = choice
+    try:
+        result = resolve(model_map, roles, scope=scope)
+        ranks = {key: value for key, value in rank_for.items() if result.covers(key)}
+        cost = result.cost(rank, ranks)
+    except LoraRegistryError as exc:
+        return {"choice": label, "error": " ".join(str(exc).split())}
+    return {
+        "choice": label,
+        "roles": result.roles,
+        "rank": ", ".join([str(rank)] + [f"{key}={value}" for key, value in ranks.items()]),
+        "ranks": {role: result.rank_of(role, rank, ranks) for role in result.roles},
+        "trainable_parameters": cost.total,
+        "share": cost.share,
+        "memory_bytes": {precision: cost.memory(precision)["total"] for precision in ("fp32", "bf16")},
+        "warnings": [w for w in result.warnings if w not in model_map.warnings],
+    }

@@ -1,0 +1,551 @@
+"""``explain``: what an existing ``adapter_config.json`` adapts in a model, what it costs, and what it misses.
+
+PEFT decides what is adapted: the config is applied with ``peft.get_peft_model`` to the model built
+on the meta device, and its ``targeted_module_names`` / ``targeted_parameter_names`` are mapped onto
+the model's roles, layers and scopes. Each entry of the config (a ``target_modules`` name, a
+``rank_pattern`` key, a ``layers_to_transform`` index, ...) is then checked with PEFT's own matching
+rule, so an entry that matches nothing -- the silent no-op left behind when module names change
+upstream -- is named, even when PEFT refuses the whole config because nothing matched at all.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Mapping
+
+from .errors import ConfigError
+from .inspection import Leaf, ModelMap, inspect
+from .registry import load_registry
+
+CONFIG_NAME = "adapter_config.json"
+_ADAPTER = "default"  # get_peft_model's adapter name
+
+
+@dataclass(frozen=True)
+class Target:
+    """One module or parameter PEFT adapts: where it sits in the model, its rank and its trainable parameters."""
+
+    name: str
+    role: str | None
+    kind: str  # "module" | "parameter"
+    layer: int | None
+    scope: str | None  # None when the name is not one of the model's targetable leaves
+    rank: int | None
+    trainable: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"name", "role", "kind", "layer", "scope", "rank", "trainable_parameters"}``."""
+        return {"name": self.name, "role": self.role, "kind": self.kind, "layer": self.layer, "scope": self.scope,
+                "rank": self.rank, "trainable_parameters": self.trainable}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry of the adapter config and how many adapted names it accounts for (0: a no-op, with the reason)."""
+
+    field: str
+    entry: Any  # a string; an int for layers_to_transform
+    matches: int
+    reason: str | None = None
+
+    @property
+    def no_op(self) -> bool:
+        """True when the entry changes nothing."""
+        return self.matches == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"field", "entry", "matches", "reason"}``."""
+        return {"field": self.field, "entry": self.entry, "matches": self.matches, "reason": self.reason}
+
+
+@dataclass
+class Explanation:
+    """The result of ``explain``: what PEFT adapts with this config in this model, at what cost, and what misses."""
+
+    source: str
+    model_map: ModelMap
+    config: Any = field(repr=False)  # the peft.LoraConfig as read
+    targets: list[Target]
+    entries: list[Entry]
+    trainable_parameters: int  # everything PEFT makes trainable: LoRA weights and modules_to_save copies
+    lora_parameters: int
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None  # PEFT's refusal, one line (then nothing is adapted)
+
+    @property
+    def no_ops(self) -> list[Entry]:
+        """Entries that match nothing, in config order."""
+        return [entry for entry in self.entries if entry.no_op]
+
+    @property
+    def share(self) -> float:
+        """Trainable parameters as a share of the base model's (0..1)."""
+        base = self.model_map.base_parameters
+        return self.trainable_parameters / base if base else 0.0
+
+    def by_role(self) -> dict[str, dict[str, Any]]:
+        """``{role: {"leaves", "layers", "scopes", "ranks", "trainable_parameters"}}``; ``"null"`` for no role.
+
+        Roles in vocabulary order, ``"null"`` last.
+        """
+        groups: dict[str, list[Target]] = {}
+        for target in self.targets:
+            groups.setdefault(target.role or "null", []).append(target)
+        order = [role for role in load_registry().roles if role in groups] + sorted(
+            role for role in groups if role not in load_registry().roles)
+        return {
+            role: {
+                "leaves": len(groups[role]),
+                "layers": sorted({t.layer for t in groups[role] if t.layer is not None}),
+                "scopes": sorted({t.scope or "unknown" for t in groups[role]}),
+                "ranks": sorted({t.rank for t in groups[role] if t.rank is not None}),
+                "trainable_parameters": sum(t.trainable for t in groups[role]),
+            }
+            for role in order
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``explain --json`` document (stable key order; lists in model or config order)."""
+        target_modules = self.config.target_modules
+        if isinstance(target_modules, (set, frozenset, list, tuple)):
+            target_modules = sorted(target_modules)
+        return {
+            "adapter_config": self.source,
+            "model": self.model_map.model,
+            "model_type": self.model_map.model_type,
+            "plugin": self.model_map.plugin,
+            "r": self.config.r,
+            "lora_alpha": self.config.lora_alpha,
+            "target_modules": target_modules,
+            "target_parameters": sorted(self.config.target_parameters or []),
+            "error": self.error,
+            "roles": self.by_role(),
+            "targets": [target.to_dict() for target in self.targets],
+            "trainable_parameters": self.trainable_parameters,
+            "lora_parameters": self.lora_parameters,
+            "modules_to_save_parameters": self.trainable_parameters - self.lora_parameters,
+            "base_parameters": self.model_map.base_parameters,
+            "share_percent": round(100 * self.share, 4),
+            "entries": [entry.to_dict() for entry in self.entries],
+            "no_ops": [entry.to_dict() for entry in self.no_ops],
+            "warnings": list(self.warnings),
+        }
+
+
+# --------------------------------------------------------------------------- reading the config
+def load_adapter_config(adapter_config: Any) -> tuple[Any, str, list[str]]:
+    """Read an adapter config (a path to the JSON file or its folder, a dict, or a ``LoraConfig``) into a ``LoraConfig``.
+
+    Returns ``(config, source label, PEFT's warnings while reading)``. Anything that is not a LoRA
+    adapter config PEFT would load raises ``ConfigError`` with one line naming the problem.
+    """
+    if isinstance(adapter_config, Mapping):
+        source, data = "adapter config", dict(adapter_config)
+    elif hasattr(adapter_config, "peft_type") and hasattr(adapter_config, "to_dict"):  # a PEFT config object
+        source, data = "adapter config", adapter_config.to_dict()
+    else:
+        path = Path(adapter_config)
+        if path.is_dir():
+            path = path / CONFIG_NAME
+            if not path.is_file():
+                raise ConfigError(f"{path.parent}: folder has no {CONFIG_NAME}")
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such file")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not UTF-8 text, so not an adapter config") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: holds a JSON {_json_kind(data)}; an adapter config is a JSON object")
+    peft_type = data.get("peft_type", "LORA")
+    if peft_type != "LORA":
+        raise ConfigError(f"{source}: peft_type is {peft_type!r}, not 'LORA'; explain reads LoRA adapter configs")
+    for key in ("target_modules", "target_parameters", "modules_to_save"):
+        if isinstance(data.get(key), (set, frozenset, tuple)):  # LoraConfig.to_dict() holds sets
+            data[key] = sorted(data[key])
+    tm, tp = data.get("target_modules"), data.get("target_parameters")
+    if not (isinstance(tm, str) or (isinstance(tm, list) and all(isinstance(t, str) for t in tm)) or tm is None):
+        raise ConfigError(f"{source}: target_modules must be a regex string or a list of names, not {tm!r}")
+    if not ((isinstance(tp, list) and all(isinstance(t, str) for t in tp)) or tp is None):
+        raise ConfigError(f"{source}: target_parameters must be a list of names, not {tp!r}")
+    r = data.get("r", 8)
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        raise ConfigError(f"{source}: r must be a positive whole number, not {r!r}")
+    if not tm and not tp:
+        raise ConfigError(f"{source}: sets neither target_modules nor target_parameters, so it names nothing to adapt")
+    data.pop("runtime_config", None)  # PEFT drops it on load too
+    from peft import LoraConfig
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            config = LoraConfig.from_peft_type(**LoraConfig.check_kwargs(**data))
+        except (TypeError, ValueError, KeyError, ImportError) as exc:
+            raise ConfigError(f"{source}: PEFT's LoraConfig rejects it: {_one_line(exc)}") from None
+    # e.g. keys this PEFT does not know, which it ignores (first sentence only: the rest is advice to upgrade)
+    notes = [f"PEFT: {_one_line(w.message).split('. ')[0]}" for w in caught if "peft" in (w.filename or "")]
+    return config, source, notes
+
+
+# --------------------------------------------------------------------------- explaining
+def explain(
+    adapter_config: Any,
+    model: Any,
+    *,
+    trust_remote_code: bool = False,
+    plugin_manager: Any = None,
+    plugin: str | None = None,
+) -> Explanation:
+    """Explain what ADAPTER_CONFIG adapts in MODEL, what it costs, and which of its entries match nothing.
+
+    ADAPTER_CONFIG is an ``adapter_config.json`` path, the folder holding it, its dict or a ``LoraConfig``; MODEL is
+    anything ``inspect`` accepts, or a ``ModelMap`` (a model the caller built is copied, not wrapped).
+    The config is applied with ``peft.get_peft_model`` in training mode (``inference_mode`` is
+    ignored, so the count is what training would create). If PEFT refuses it -- e.g. because
+    nothing matches -- the result carries PEFT's message in ``error`` and still checks every entry.
+    """
+    config, source, notes = load_adapter_config(adapter_config)  # bad input fails before a model is built
+    from transformers import PretrainedConfig
+
+    if isinstance(model, ModelMap):
+        model_map = model
+    else:
+        model_map = inspect(model, trust_remote_code=trust_remote_code, plugin_manager=plugin_manager, plugin=plugin)
+    module = model_map.module
+    if isinstance(model, ModelMap) or not isinstance(model, (str, os.PathLike, PretrainedConfig)):
+        module = copy.deepcopy(module)  # PEFT wraps in place; never change the caller's model
+    return _Explainer(config, source, model_map, module, notes).run()
+
+
+class _Explainer:
+    """The steps of ``explain``, sharing the model's names and PEFT's answers."""
+
+    def __init__(self, config, source: str, model_map: ModelMap, module, notes: list[str]):
+        self.config, self.source, self.model_map, self.module = config, source, model_map, module
+        self.warnings = list(model_map.warnings) + notes
+        self.leaves: dict[str, Leaf] = {leaf.name: leaf for leaf in model_map.leaves}
+        self.module_names = [name for name, _ in module.named_modules() if name]
+        # parameter keys as PEFT's target_parameters sees them: each module's own parameters
+        self.param_keys = [f"{m}.{p}" if m else p for m, sub in module.named_modules()
+                           for p, _ in sub.named_parameters(recurse=False)]
+        self.all_module_names = [name for name, _ in module.named_modules(remove_duplicate=False) if name]
+        self.label = model_map.model
+
+    def run(self) -> Explanation:
+        converted, renames = self._converted()
+        targeted, ranks, lora, extra, error = self._apply()
+        hits = self._entry_hits(converted, renames, None if error else targeted)
+        # what the config adapts: PEFT's answer, or (when PEFT refused) what its entries would match
+        adapted = targeted if error is None else set().union(*(h for h in hits.values() if isinstance(h, set)))
+        entries = self._entries(hits, adapted, renames)
+        targets = self._targets(targeted, ranks, lora)
+        self._warn(targets, hits, converted, renames, adapted)
+        lora_total = sum(lora.values())
+        return Explanation(self.source, self.model_map, self.config, targets, entries, lora_total + extra, lora_total,
+                           self.warnings, error)
+
+    # ------------------------------------------------------------------ PEFT
+    def _converted(self):
+        """The config after PEFT's transformers-5 MoE rename, and ``{entry: new parameter name}`` for renamed entries."""
+        converted = copy.deepcopy(self.config)
+        try:
+            from peft.utils.transformers_weight_conversion import convert_peft_config_for_transformers
+
+            convert_peft_config_for_transformers(converted, model=self.module, conversions=None)
+        except Exception:  # no rename in this PEFT, or PEFT refuses it: get_peft_model reports the latter
+            return self.config, {}
+        table = _rename_table(self.model_map.model_type)
+        renames = {}
+        original = self.config.target_modules
+        if not isinstance(original, str):
+            for entry in sorted(original or ()):
+                if entry not in (converted.target_modules or ()):
+                    new = next((n for o, n in table.items() if entry == o or entry.endswith("." + o)), None)
+                    renames[entry] = new
+        return converted, renames
+
+    def _apply(self):
+        """Apply the config with PEFT: targeted names, rank and LoRA parameters per name, other trainable
+        parameters (modules_to_save copies), and PEFT's refusal as one line (or None)."""
+        from peft import get_peft_model
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        applied = copy.deepcopy(self.config)
+        applied.inference_mode = False  # a saved adapter says inference_mode=true; explain what training builds
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                peft_model = get_peft_model(self.module, applied)
+        except Exception as exc:  # PEFT's refusal is part of the answer, not a crash
+            # PEFT prints sets of names; sort them so the same input gives the same report
+            message = re.sub(r"\{'[^{}]*'\}", lambda m: "{" + ", ".join(sorted(m.group(0)[1:-1].split(", "))) + "}",
+                             _one_line(exc))
+            return set(), {}, {}, 0, f"PEFT cannot apply it to {self.label}: {message}"
+        tuner = peft_model.base_model
+        targeted = set(tuner.targeted_module_names) | set(getattr(tuner, "targeted_parameter_names", None) or [])
+        ranks: dict[str, int] = {}
+        trainable: dict[str, int] = {}
+        for name, layer in tuner.model.named_modules():
+            if not isinstance(layer, BaseTunerLayer):
+                continue
+            # nested ParamWrappers (two parameters of one module) sit at ...experts.base_layer
+            key = ".".join(part for part in name.split(".") if part != "base_layer")
+            if getattr(layer, "parameter_name", None):
+                key = f"{key}.{layer.parameter_name}"
+            ranks[key] = layer.r.get(_ADAPTER)
+            trainable[key] = sum(p.numel() for n, p in layer.named_parameters()
+                                 if p.requires_grad and not n.startswith("base_layer."))
+        total = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+        return targeted, ranks, trainable, total - sum(trainable.values()), None
+
+    # ------------------------------------------------------------------ entries
+    def _module_hits(self, targets, bare: bool = False) -> set[str]:
+        """Module names PEFT's ``check_target_module_exists`` matches for ``targets`` under this config."""
+        from peft.tuners.tuners_utils import check_target_module_exists
+
+        c = self.config
+        probe = SimpleNamespace(
+            target_modules=targets, target_parameters=None,
+            exclude_modules=None if bare else c.exclude_modules, modules_to_save=None if bare else c.modules_to_save,
+            layers_to_transform=None if bare else c.layers_to_transform, layers_pattern=None if bare else c.layers_pattern)
+        return {name for name in self.module_names if check_target_module_exists(probe, name)}
+
+    def _all_linear(self) -> set[str]:
+        """The modules PEFT expands ``"all-linear"`` into (asked only when PEFT refused the config as a whole)."""
+        try:
+            from peft.tuners.tuners_utils import _maybe_include_all_linear_layers
+
+            expanded = _maybe_include_all_linear_layers(copy.deepcopy(self.config), self.module).target_modules
+        except Exception:  # a private helper: without it, say nothing rather than guess
+            return set()
+        return self._module_hits(set(expanded)) if not isinstance(expanded, str) else set()
+
+    def _param_hits(self, targets) -> set[str]:
+        # PEFT's target_parameters rule (BaseTuner._inject_parameters): the key, or a '.'-suffix of it
+        return {key for key in self.param_keys if any(key == t or key.endswith("." + t) for t in targets)}
+
+    def _entry_hits(self, converted, renames, targeted: set[str] | None) -> dict[tuple[str, str], set[str] | Exception]:
+        """``{(field, entry): names it adapts}`` for target_modules and target_parameters (an exception: bad regex)."""
+        hits: dict[tuple[str, str], Any] = {}
+        config = self.config
+        for entry in config.target_parameters or ():
+            hits[("target_parameters", entry)] = self._param_hits([entry])
+        target_modules = config.target_modules
+        if isinstance(target_modules, str):
+            key = ("target_modules", target_modules)
+            if targeted is not None:  # PEFT resolved it (also "all-linear", or a regex widened on MoE models)
+                explicit = set().union(*[h for h in hits.values()]) if hits else set()
+                hits[key] = targeted - explicit
+            elif target_modules.lower() == "all-linear":
+                hits[key] = self._all_linear()
+            else:
+                try:
+                    hits[key] = self._module_hits(target_modules)
+                except re.error as exc:
+                    hits[key] = exc
+        else:
+            for entry in sorted(target_modules or ()):
+                if entry in renames:
+                    new = renames[entry]
+                    added = {new} if new else set(converted.target_parameters or ()) - set(
+                        config.target_parameters or ())
+                    hits[("target_modules", entry)] = self._param_hits(sorted(added))
+                else:
+                    hits[("target_modules", entry)] = self._module_hits({entry})
+        if targeted is not None:
+            hits = {k: (v & targeted if isinstance(v, set) else v) for k, v in hits.items()}
+        return hits
+
+    def _entries(self, hits, adapted: set[str], renames) -> list[Entry]:
+        config, out = self.config, []
+        for (fld, entry), names in hits.items():
+            if fld != "target_modules":
+                continue
+            if isinstance(names, Exception):
+                out.append(Entry(fld, entry, 0, f"not a valid regex ({_one_line(names)})"))
+                continue
+            out.append(Entry(fld, entry, len(names), None if names else self._why_module(entry, renames)))
+        for (fld, entry), names in hits.items():
+            if fld == "target_parameters":
+                reason = None if names else f"matches no parameter of {self.label}{self._hint(entry)}"
+                out.append(Entry(fld, entry, len(names), reason))
+        for fld in ("rank_pattern", "alpha_pattern"):
+            for key in (getattr(config, fld, None) or {}):
+                try:
+                    pattern = re.compile(rf"(.*\.)?({key})$")  # PEFT's get_pattern_key rule
+                    n = sum(1 for name in adapted if pattern.match(name))
+                    reason = None if n else f"matches none of the {_n(len(adapted), 'adapted name')}"
+                except re.error as exc:
+                    n, reason = 0, f"not a valid regex ({_one_line(exc)})"
+                out.append(Entry(fld, key, n, reason))
+        layers = config.layers_to_transform
+        if layers is not None:
+            present = sorted({leaf.layer for leaf in self.model_map.leaves if leaf.layer is not None})
+            for index in [layers] if isinstance(layers, int) else layers:
+                n = sum(1 for name in adapted if (leaf := self._leaf(name)) is not None and leaf.layer == index)
+                reason = None
+                if not n:
+                    reason = (f"{self.label} has layers {_ranges(present)}" if index not in present
+                              else "no adapted module in that layer")
+                out.append(Entry("layers_to_transform", index, n, reason))
+        for entry in config.modules_to_save or ():
+            # PEFT's modules_to_save rule (utils.other._set_trainable): a plain suffix
+            n = sum(1 for name in self.all_module_names if name.endswith(entry))
+            out.append(Entry("modules_to_save", entry, n, None if n else f"matches no module of {self.label}"))
+        return out
+
+    def _why_module(self, entry: str, renames) -> str:
+        if entry in renames:
+            new = renames[entry] or "expert parameters"
+            return f"PEFT rewrites it into target_parameters {new!r} on {self.model_map.model_type}, which match nothing"
+        if isinstance(self.config.target_modules, str):
+            as_list = self._module_hits({entry}, bare=True)
+            hint = f"; as a list entry it would match {len(as_list)} modules" if as_list else self._hint(entry)
+            return f"a string target_modules is a regex that must match a whole module name: it matches none{hint}"
+        bare = self._module_hits({entry}, bare=True)
+        if bare:
+            return (f"the {_n(len(bare), 'module')} it names are all left out by exclude_modules, modules_to_save "
+                    "or layers_to_transform")
+        return f"matches no module of {self.label}{self._hint(entry)}"
+
+    def _hint(self, entry: str) -> str:
+        """``" (query_key_value is attention-qkv elsewhere; here: k_proj, q_proj, v_proj)"``, or close names."""
+        registry = load_registry()
+        short = entry.rsplit(".", 1)[-1]
+        roles = {role for family in registry.names.values() for role, names in family.items() if short in names}
+        related = roles | {registry.fused[r] for r in roles if r in registry.fused}
+        related |= {r for r, fused in registry.fused.items() if fused in roles}
+        names = sorted({leaf.short_name for leaf in self.model_map.leaves
+                        if leaf.scope == "language" and self.model_map.roles.get(leaf.name) in related})
+        if names:
+            usual = [role for role in registry.roles if role in roles]
+            return f" ({short} is {', '.join(usual)} elsewhere; here: {', '.join(names)})"
+        close = difflib.get_close_matches(short, sorted({leaf.short_name for leaf in self.model_map.leaves}), n=3)
+        return f" (did you mean {', '.join(close)}?)" if close else ""
+
+    # ------------------------------------------------------------------ targets and warnings
+    def _leaf(self, name: str) -> Leaf | None:
+        """The model leaf a PEFT name is: itself, or the module whose ``weight`` target_parameters names."""
+        leaf = self.leaves.get(name)
+        if leaf is None and name.endswith(".weight"):
+            leaf = self.leaves.get(name[: -len(".weight")])
+        return leaf
+
+    def _targets(self, targeted: set[str], ranks, trainable) -> list[Target]:
+        order = {leaf.name: i for i, leaf in enumerate(self.model_map.leaves)}
+
+        def place(name: str):
+            leaf = self._leaf(name)
+            return (order[leaf.name] if leaf else len(order), name)
+
+        out = []
+        for name in sorted(targeted, key=place):
+            leaf = self._leaf(name)
+            kind = "parameter" if name in self.param_keys else "module"
+            out.append(Target(name, self.model_map.roles.get(leaf.name) if leaf else None, kind,
+                              leaf.layer if leaf else None, leaf.scope if leaf else None, ranks.get(name),
+                              trainable.get(name, 0)))
+        return out
+
+    def _warn(self, targets: list[Target], hits, converted, renames, adapted: set[str]) -> None:
+        def through(names: set[str]) -> str:
+            entries = [str(e) for (_, e), h in hits.items() if isinstance(h, set) and h & names]
+            return f" through {', '.join(entries)}" if entries else ""
+
+        model_type = self.model_map.model_type
+        if renames:
+            moved = sorted(renames)
+            news = sorted({n for n in renames.values() if n})
+            # modules the old names match and PEFT now leaves alone (dense FFNs, shared experts)
+            shadowed = sorted(m for m in set().union(*[self._module_hits({e}, bare=True) for e in moved])
+                              if not any(name.startswith(m + ".") for name in adapted))
+            text = (f"PEFT rewrites target_modules {', '.join(moved)} on {model_type} into expert parameters"
+                    f"{' (' + ', '.join(news) + ')' if news else ''}, as for adapters trained with transformers 4")
+            if shadowed:
+                verb = "is" if len(shadowed) == 1 else "are"
+                text += f"; {_n(len(shadowed), 'module')} so named (e.g. {shadowed[0]}) {verb} not adapted"
+            self.warnings.append(text)
+        elif isinstance(self.config.target_modules, str) and converted.target_modules != self.config.target_modules:
+            try:
+                regex = re.compile(self.config.target_modules)
+            except re.error:
+                regex = None
+            modules = set(self.module_names)
+            wider = sorted(n for n in adapted if n in modules and regex is not None and not regex.fullmatch(n))
+            if wider:
+                self.warnings.append(
+                    f"PEFT turns the regex target_modules into the names {', '.join(sorted(converted.target_modules))} "
+                    f"on {model_type}, so it also adapts {_n(len(wider), 'module')} the regex does not match "
+                    f"(e.g. {wider[0]})")
+        by_scope: dict[str, set[str]] = {}
+        for target in targets:
+            if target.scope and target.scope != "language":
+                by_scope.setdefault(target.scope, set()).add(target.name)
+        for scope, names in by_scope.items():
+            self.warnings.append(
+                f"reaches the {scope} {'tower' if scope in ('vision', 'audio') else 'layers'}: {_n(len(names), 'leaf')} "
+                f"(e.g. {min(names)}){through(names)}; probably unintended for a language fine-tune "
+                f"(`lora-registry resolve` emits targets that stop at the language model)")
+        for role, what in (("router", "the MoE router"), ("embed", "the input embedding"), ("lm-head", "the lm head")):
+            chosen = [t for t in targets if t.role == role]
+            if not chosen:
+                continue
+            names = {t.name for t in chosen}
+            cost = sum(t.trainable for t in chosen)
+            why = ("it changes which experts each token goes to and is usually left frozen" if role == "router"
+                   else "large, and rarely what a fine-tune needs")
+            self.warnings.append(f"adapts {what} ({_n(len(names), 'leaf')}, e.g. {min(names)}, "
+                                 f"{cost:,} trainable){through(names)}: {why}")
+
+
+def _rename_table(model_type: str) -> dict[str, str]:
+    """PEFT's ``{v4 module name: v5 parameter name}`` for MoE models of this type (empty if none or moved)."""
+    try:
+        from peft.utils.transformers_weight_conversion import (
+            _MODEL_TO_CONVERSION_PATTERN,
+            _MOE_TARGET_MODULE_MAPPING,
+        )
+    except Exception:
+        return {}
+    return dict(_MOE_TARGET_MODULE_MAPPING.get(_MODEL_TO_CONVERSION_PATTERN.get(model_type), {}) or {})
+
+
+def _n(count: int, word: str) -> str:
+    plural = word[:-1] + "ves" if word.endswith("leaf") else word + "s"
+    return f"{count} {word if count == 1 else plural}"
+
+
+def _json_kind(value: Any) -> str:
+    return {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(type(value), "null")
+
+
+def _one_line(value: Any) -> str:
+    return " ".join(str(value).split())
+
+
+def _ranges(values) -> str:
+    nums = sorted(set(values))
+    if not nums:
+        return "-"
+    parts, start, prev = [], nums[0], nums[0]
+    for n in nums[1:] + [None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if n is not None:
+            start = prev = n
+    return ",".join(parts)

@@ -18,7 +18,6 @@ import sys
 import time
 import warnings
 from collections import Counter
-from dataclasses import asdict
 
 
 def main(argv=None) -> int:
@@ -68,7 +67,7 @@ def main(argv=None) -> int:
     print(f"elapsed: {time.perf_counter() - start:.0f} s")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump([asdict(r) for r in rows], fh, indent=1, sort_keys=True)
+            json.dump([r.to_dict() for r in rows], fh, indent=1, sort_keys=True)
     return 0
 
 

@@ -109,6 +109,12 @@ class CoverageRow:
         """Language leaves without a role."""
         return self.leaves - self.with_role
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (null reasons most common first)."""
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        data["nulls"] = dict(self.nulls.most_common())
+        return data
+
 
 def check(model_type: str, *, plugin_manager: Any = None, peft: bool = True, r: int = 8) -> CoverageRow:
     """Build ``model_type`` from its default config, inspect it, resolve ``all`` and check with PEFT."""

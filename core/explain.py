@@ -24,6 +24,7 @@ from typing import Any, Mapping
 from .errors import ConfigError
 from .inspection import Leaf, ModelMap, inspect
 from .registry import load_registry
+from .resolution import format_layers
 
 CONFIG_NAME = "adapter_config.json"
 _ADAPTER = "default"  # get_peft_model's adapter name
@@ -398,7 +399,7 @@ class _Explainer:
                 n = sum(1 for name in adapted if (leaf := self._leaf(name)) is not None and leaf.layer == index)
                 reason = None
                 if not n:
-                    reason = (f"{self.label} has layers {_ranges(present)}" if index not in present
+                    reason = (f"{self.label} has layers {format_layers(present)}" if index not in present
                               else "no adapted module in that layer")
                 out.append(Entry("layers_to_transform", index, n, reason))
         for entry in config.modules_to_save or ():
@@ -534,18 +535,3 @@ def _json_kind(value: Any) -> str:
 
 def _one_line(value: Any) -> str:
     return " ".join(str(value).split())
-
-
-def _ranges(values) -> str:
-    nums = sorted(set(values))
-    if not nums:
-        return "-"
-    parts, start, prev = [], nums[0], nums[0]
-    for n in nums[1:] + [None]:
-        if n is not None and n == prev + 1:
-            prev = n
-            continue
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-        if n is not None:
-            start = prev = n
-    return ",".join(parts)

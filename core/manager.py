@@ -20,6 +20,8 @@ ENTRY_POINT_GROUP = "lora_registry"
 DISABLE_ENV = "LORA_REGISTRY_DISABLE_PLUGINS"
 #: Set to 1 to make any plugin failure fatal instead of a warning (for plugin authors).
 STRICT_ENV = "LORA_REGISTRY_STRICT_PLUGINS"
+#: a TOML file of the user's own presets, merged last (``--presets FILE`` overrides it)
+PRESETS_ENV = "LORA_REGISTRY_PRESETS"
 
 # Registration order sets precedence: pluggy calls the last registered first, and trylast
 # implementations after all others. generic and declarative are trylast; the architecture
@@ -153,8 +155,12 @@ def validate_answer(
     return roles, reasons
 
 
-def plugin_registry(pm) -> tuple[Registry, list[str]]:
-    """The built-in registry merged with every plugin's ``registry.toml`` fragment."""
+def plugin_registry(pm, user_file: str | os.PathLike | None = None) -> tuple[Registry, list[str]]:
+    """The built-in registry merged with every plugin's ``registry.toml`` fragment, then the user's own file.
+
+    ``user_file`` (default: ``$LORA_REGISTRY_PRESETS``) is a TOML file of ``[presets.*]`` (and
+    ``[architectures.*]``) tables; it wins over everything else. Its errors are the user's and fatal.
+    """
     registry = load_registry()
     notes: list[str] = []
     # get_hookimpls() lists the lowest precedence first, so a higher-precedence fragment overrides.
@@ -176,7 +182,22 @@ def plugin_registry(pm) -> tuple[Registry, list[str]]:
             message = f"plugin {impl.plugin_name!r} registry fragment ignored: {exc}"
             notes.append(message)
             _record_failure(pm, impl.plugin_name, message)
+    user_file = user_file or os.environ.get(PRESETS_ENV) or None
+    if user_file:
+        registry = registry.merged(_read_toml(user_file), str(user_file))
     return registry, notes
+
+
+def _read_toml(path: str | os.PathLike) -> dict:
+    from .registry import tomllib
+
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        raise RegistryError(f"{path}: cannot read presets file ({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RegistryError(f"{path}: invalid TOML: {exc}") from None
 
 
 def model_types_by_plugin(pm) -> dict[str, list[str]]:

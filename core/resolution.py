@@ -450,6 +450,22 @@ def parse_layers(spec: str | Sequence[int]) -> list[int]:
     return sorted(out)
 
 
+def format_layers(values) -> str:
+    """Layer indices as ranges, the inverse of ``parse_layers``: ``[0, 1, 2, 5]`` -> ``"0-2,5"`` (``"-"`` if none)."""
+    nums = sorted({v for v in values if v is not None and v >= 0})
+    if not nums:
+        return "-"
+    parts, start, prev = [], nums[0], nums[0]
+    for n in nums[1:] + [None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if n is not None:
+            start = prev = n
+    return ",".join(parts)
+
+
 def _select_layers(model_map: ModelMap, scopes, selection) -> tuple[set[str], dict[str, tuple[int, ...]]]:
     """Names of the in-scope stack leaves a layer selection drops, and the layers kept per stack."""
     depth: dict[str, int] = {}

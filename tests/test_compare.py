@@ -113,3 +113,26 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.output
+
+
+def test_user_presets_file(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from lora_registry.cli import app
+
+    presets = tmp_path / "presets.toml"
+    presets.write_text('[presets.mine]\nroles = "q,v,ffn"\nrank = 4\nalpha = 8\nrank_for = { ffn = 2 }\n')
+    llama = str(EXAMPLES / "llama-3.1-8b")
+    runner = CliRunner()
+    explicit = runner.invoke(app, ["resolve", llama, "--roles", "q,v,ffn", "--rank", "4", "--alpha", "8",
+                                   "--rank-for", "ffn=2", "-f", "json"])
+    by_file = runner.invoke(app, ["resolve", llama, "--presets", str(presets), "--preset", "mine", "-f", "json"])
+    assert by_file.exit_code == 0, by_file.stderr
+    assert json.loads(by_file.stdout)["trainable_parameters"] == json.loads(explicit.stdout)["trainable_parameters"]
+    monkeypatch.setenv("LORA_REGISTRY_PRESETS", str(presets))
+    compared = runner.invoke(app, ["compare", llama, "--preset", "mine", "-f", "json"])
+    assert compared.exit_code == 0 and "mine" in compared.stdout
+    assert "mine" in runner.invoke(app, ["roles"]).stdout
+    presets.write_text('[presets.mine]\nroles = "q,zz"\nrank = 4\nalpha = 8\n')
+    bad = runner.invoke(app, ["roles"])
+    assert bad.exit_code == 2 and str(presets) in bad.stderr and "presets.mine.roles" in bad.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
@@ -19,6 +20,7 @@ STANDARD = (("q,v r8", "q,v", 8, {}), ("q,k,v,o r8", "q,k,v,o", 8, {}), "qv8-ffn
 def compare(
     model: str = typer.Argument(..., help="model_type, config.json or its folder, or a cached hub id."),
     preset: Optional[List[str]] = typer.Option(None, "--preset", help="Also compare this preset (repeatable)."),
+    presets_file: Optional[Path] = typer.Option(None, "--presets", help="A TOML file of your own [presets.NAME] tables (default: $LORA_REGISTRY_PRESETS)."),
     scope: str = typer.Option("language", "--scope", help="language, vision, audio, projector (comma list)."),
     output_format: str = typer.Option("table", "--format", "-f", help="table or json."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow a config's own Python code to run."),
@@ -33,7 +35,7 @@ def compare(
         raise ConfigError(f"unknown format {output_format!r}; choose from {', '.join(FORMATS)}")
     parse_scopes(scope)
     pm = get_plugin_manager()
-    registry, _ = plugin_registry(pm)  # plugins' registry fragments add presets
+    registry, _ = plugin_registry(pm, presets_file)  # plugins' fragments and the user's file add presets
     unknown = [name for name in preset or [] if name not in registry.presets]
     if unknown:
         raise ConfigError(f"unknown preset {unknown[0]!r}; known: {', '.join(registry.presets)}")

@@ -35,7 +35,8 @@ def explain_tables(result) -> list[Any]:
     from rich.table import Table
     from rich.text import Text
 
-    from .tables import _ranges, group_names
+    from ..resolution import format_layers
+    from .tables import group_names
 
     mm = result.model_map
     table = Table(title=f"{result.source} on {mm.model} ({mm.model_type}, plugin {mm.plugin})")
@@ -49,7 +50,7 @@ def explain_tables(result) -> list[Any]:
                 by_scope.setdefault(target.scope or "unknown", []).append(target)
         for scope, targets in sorted(by_scope.items(), key=lambda item: (item[0] != "language", item[0])):
             ranks = sorted({t.rank for t in targets if t.rank is not None})
-            table.add_row(role if role != "null" else "-", scope, str(len(targets)), _ranges(t.layer for t in targets),
+            table.add_row(role if role != "null" else "-", scope, str(len(targets)), format_layers(t.layer for t in targets),
                           ", ".join(group_names([t.name for t in targets])), ",".join(map(str, ranks)) or "-",
                           f"{sum(t.trainable for t in targets):,}", style=None if scope == "language" else "yellow")
     table.add_row("total", "", str(len(result.targets)), "", "", "", f"{result.lora_parameters:,}", style="bold")

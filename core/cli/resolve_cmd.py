@@ -24,6 +24,7 @@ def resolve(
     rank_for: Optional[List[str]] = typer.Option(None, "--rank-for", help="Per-role rank, ROLE=N (repeatable)."),
     alpha_for: Optional[List[str]] = typer.Option(None, "--alpha-for", help="Per-role alpha, ROLE=X (repeatable)."),
     preset: Optional[str] = typer.Option(None, "--preset", help="A preset from registry.toml, e.g. qv8-ffn4."),
+    presets_file: Optional[Path] = typer.Option(None, "--presets", help="A TOML file of your own [presets.NAME] tables (default: $LORA_REGISTRY_PRESETS)."),
     scope: str = typer.Option("language", "--scope", help="language, vision, audio, projector (comma list)."),
     strict: bool = typer.Option(False, "--strict", help="Refuse to widen q/k/v or gate/up onto a fused module."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Only these layers of each stack, e.g. 0-7,24-31."),
@@ -52,7 +53,7 @@ def resolve(
     check_peft_options(options)  # bad values fail before a model is built
     options["modules_to_save"] = modules_to_save
     pm = get_plugin_manager()
-    registry, _ = plugin_registry(pm)  # plugins' registry fragments add presets
+    registry, _ = plugin_registry(pm, presets_file)  # plugins' fragments and the user's file add presets
     ranks = parse_pairs(rank_for, "--rank-for", int)
     alphas = parse_pairs(alpha_for, "--alpha-for", float)
     preset_ranks, preset_alphas = {}, {}

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Optional
 
 import typer
 
+from .common import handle_errors
 
-def roles(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+
+@handle_errors
+def roles(
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+    presets_file: Optional[Path] = typer.Option(None, "--presets", help="A TOML file of your own [presets.NAME] tables (default: $LORA_REGISTRY_PRESETS)."),
+) -> None:
     """List the roles, the aliases that expand to them, and the presets."""
     from ..manager import get_plugin_manager, plugin_registry
 
-    registry, _ = plugin_registry(get_plugin_manager())  # presets from plugins' fragments too
+    registry, _ = plugin_registry(get_plugin_manager(), presets_file)  # plugins' fragments and the user's file too
     if as_json:
         typer.echo(json.dumps({
             "roles": dict(registry.roles),

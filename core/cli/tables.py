@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..resolution import format_layers
+
 
 def console() -> Console:
     """The stdout console (wide enough that long module names do not wrap into nonsense)."""
@@ -115,7 +117,7 @@ def inspect_tables(model_map) -> list[Any]:
         key = (_generalise(leaf.name), model_map.roles.get(leaf.name), leaf.kind, tuple(leaf.shape), leaf.scope)
         groups.setdefault(key, []).append(leaf.layer)
     for (name, role, kind, shape, scope), layers in groups.items():
-        table.add_row(name, role or "-", kind, "x".join(map(str, shape)), _ranges(layers), scope)
+        table.add_row(name, role or "-", kind, "x".join(map(str, shape)), format_layers(layers), scope)
     totals = Table(title="base parameters by role")
     totals.add_column("role")
     totals.add_column("parameters", justify="right")
@@ -136,27 +138,12 @@ def group_names(names: list[str], limit: int = 3) -> list[str]:
         match = re.search(r"\.(\d+)\.", name)
         key = name if not match else name[: match.start(1)] + "{}" + name[match.end(1):]
         groups.setdefault(key, []).append(int(match.group(1)) if match else -1)
-    out = [key.replace("{}", "{" + _ranges(idx) + "}") if "{}" in key else key for key, idx in groups.items()]
+    out = [key.replace("{}", "{" + format_layers(idx) + "}") if "{}" in key else key for key, idx in groups.items()]
     return out if len(out) <= limit else out[:limit] + [f"... {len(out) - limit} more"]
 
 
 def _generalise(name: str) -> str:
     return re.sub(r"\.(\d+)\.", ".N.", name, count=1)
-
-
-def _ranges(values) -> str:
-    nums = sorted({v for v in values if v is not None and v >= 0})
-    if not nums:
-        return "-"
-    parts, start, prev = [], nums[0], nums[0]
-    for n in nums[1:] + [None]:
-        if n is not None and n == prev + 1:
-            prev = n
-            continue
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-        if n is not None:
-            start = prev = n
-    return ",".join(parts)
 
 
 def _fmt(value) -> str:

@@ -43,6 +43,17 @@ def test_every_hook_is_documented():
             assert f":param {param}:" in doc, f"hook {name} does not document {param}"
 
 
+def test_the_readme_plugin_guide_shows_every_hook():
+    from conftest import ROOT
+
+    guide = (ROOT / "README.md").read_text(encoding="utf-8").split("### Writing a plugin", 1)[1]
+    hooks = [name for name, _ in pyinspect.getmembers(hookspecs, pyinspect.isfunction) if name.startswith("lora_registry_")]
+    assert len(hooks) == 4
+    for name in hooks:
+        params = ", ".join(pyinspect.signature(getattr(hookspecs, name)).parameters)
+        assert f"`{name}({params})" in guide, f"the README's plugin guide does not show {name}({params})"
+
+
 def test_builtin_plugins_document_their_hooks(pm):
     for name, plugin in pm.list_name_plugin():
         for hook in pm.get_hookcallers(plugin):

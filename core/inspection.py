@@ -100,6 +100,10 @@ class ModelMap:
     all_module_names: tuple[str, ...] = field(default=(), repr=False)
     #: why a leaf has no role, where the answering plugin said (``Null(reason)``)
     null_reasons: dict[str, str] = field(default_factory=dict)
+    #: every parameter name, where ``module`` is absent (the fast path); ``module.named_parameters()`` otherwise
+    parameter_names: tuple[str, ...] = field(default=(), repr=False)
+    #: module names PEFT rewrites into expert parameters, where known without importing PEFT (the fast path)
+    peft_renamed: frozenset[str] | None = field(default=None, repr=False)
 
     def role_of(self, name: str) -> str | None:
         """The role of leaf ``name`` (``None`` when it has none)."""

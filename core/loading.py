@@ -22,7 +22,11 @@ _SIZE_FIELDS = (
 )
 # Counts that set how many modules get built: every layer (and per-expert module) is instantiated on
 # the meta device, so an absurd count would run for hours instead of failing. Far above any real model.
-_COUNT_FIELDS = ("num_hidden_layers", "num_local_experts", "n_routed_experts", "num_experts")
+# The other spellings (GPT-2's n_layer, T5's num_layers, BART's encoder_layers) get only the upper bound.
+_COUNT_FIELDS = (
+    "num_hidden_layers", "num_local_experts", "n_routed_experts", "num_experts", "n_layer", "n_layers",
+    "num_layers", "num_decoder_layers", "encoder_layers", "decoder_layers",
+)
 _COUNT_LIMIT = 10_000
 
 
@@ -196,8 +200,10 @@ def check_config_fields(data: dict, label: str, prefix: str = "") -> None:
     for key in _SIZE_FIELDS:
         value = data.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ModelLoadError(f"{label}: {prefix}{key} must be a positive whole number, not {value!r}")
-        if key in _COUNT_FIELDS and value is not None and value > _COUNT_LIMIT:
+            raise ModelLoadError(f"{label}: {prefix}{key} must be a positive whole number, not {_short(value)}")
+    for key in _COUNT_FIELDS:
+        value = data.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > _COUNT_LIMIT:
             raise ModelLoadError(
                 f"{label}: {prefix}{key} is {value}, more than {_COUNT_LIMIT:,}; lora-registry builds every "
                 "layer and expert (on the meta device), so check the config"
@@ -206,7 +212,7 @@ def check_config_fields(data: dict, label: str, prefix: str = "") -> None:
     if architectures is not None and (
         not isinstance(architectures, list) or not all(isinstance(a, str) for a in architectures)
     ):
-        raise ModelLoadError(f"{label}: {prefix}architectures must be a list of class names, not {architectures!r}")
+        raise ModelLoadError(f"{label}: {prefix}architectures must be a list of class names, not {_short(architectures)}")
     for key, value in data.items():
         # Sub-configs (text_config, vision_config, ...) size the towers a composite model builds.
         if isinstance(value, dict) and (key.endswith("_config") or "model_type" in value) and len(prefix) < 200:
@@ -330,6 +336,11 @@ def _unwrap_peft(model):
 
 def _looks_like_path(source: str) -> bool:
     return source.startswith((".", "/", "~")) or source.endswith(".json") or os.sep + os.sep in source
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _one_line(exc: BaseException) -> str:

@@ -19,6 +19,8 @@ DEFAULT_RANK = 8
 BIAS_CHOICES = ("none", "all", "lora_only")
 #: ``init_lora_weights`` strings PEFT 0.21 implements, besides ``True``, ``False`` and ``"pissa_niter_<N>"``
 INIT_CHOICES = ("gaussian", "eva", "olora", "pissa", "corda", "loftq", "orthogonal", "mica", "lora_ga")
+#: ``lora_config`` options whose LoraConfig ``to_dict`` can predict without PEFT
+_PLAIN_OPTIONS = frozenset({"lora_dropout", "bias", "use_rslora", "use_dora", "init_lora_weights", "modules_to_save"})
 #: bytes per value at each precision the cost is given for
 PRECISIONS = {"fp32": 4, "bf16": 2}
 
@@ -119,7 +121,7 @@ class Resolution:
     @cached_property
     def _target_keys(self) -> dict[str, str]:
         # Computed once: lora_config asks for it from target_modules, target_parameters and each pattern.
-        renamed = peft_renamed_leaves(self.model_map.model_type)
+        renamed = _renamed(self.model_map)
         keys = {}
         for leaf in self.leaves:
             moved = leaf.kind == "module" and leaf.lora_type == "linear" and leaf.short_name in renamed
@@ -136,7 +138,7 @@ class Resolution:
         suffixes = exact_suffixes(selected, universe)
         if suffixes is not None:
             return suffixes
-        if peft_renamed_leaves(self.model_map.model_type):
+        if _renamed(self.model_map):
             return sorted(selected)  # PEFT would widen a regex into bare leaf names here
         return exact_regex(selected, universe)
 
@@ -148,7 +150,10 @@ class Resolution:
         if not selected:
             return []
         module = self.model_map.module
-        universe = [name for name, _ in module.named_parameters()] if module is not None else selected
+        if module is not None:
+            universe = [name for name, _ in module.named_parameters()]
+        else:
+            universe = list(self.model_map.parameter_names) or selected
         suffixes = exact_suffixes(selected, universe)
         return suffixes if suffixes is not None else sorted(selected)
 
@@ -194,12 +199,20 @@ class Resolution:
         """
         from peft import LoraConfig
 
+        kwargs = self._lora_kwargs(
+            r, lora_alpha, ranks, alphas, lora_dropout=lora_dropout, bias=bias, use_rslora=use_rslora,
+            use_dora=use_dora, init_lora_weights=init_lora_weights, modules_to_save=modules_to_save, **other,
+        )
+        try:
+            return LoraConfig(**kwargs)
+        except (TypeError, ValueError, ImportError) as exc:
+            raise ConfigError(f"PEFT rejects this LoRA configuration: {' '.join(str(exc).split())}") from None
+
+    def _lora_kwargs(self, r, lora_alpha, ranks, alphas, **options_in: Any) -> dict[str, Any]:
+        """``LoraConfig`` keyword arguments for ``lora_config``, every lora-registry check done."""
         r = _check_rank(r, "rank")
         lora_alpha = _check_alpha(2 * r if lora_alpha is None else lora_alpha, "alpha")
-        options = self._peft_options(
-            r, ranks, lora_dropout=lora_dropout, bias=bias, use_rslora=use_rslora, use_dora=use_dora,
-            init_lora_weights=init_lora_weights, modules_to_save=modules_to_save, **other,
-        )
+        options = self._peft_options(r, ranks, **options_in)
         rank_pattern = self._pattern(_per_role(ranks or {}, self, "rank"))
         alpha_pattern = self._pattern(_per_role(alphas or {}, self, "alpha"))
         target_modules = self.target_modules()
@@ -214,10 +227,7 @@ class Resolution:
         if target_parameters:
             kwargs["target_parameters"] = target_parameters
         kwargs.update(options)
-        try:
-            return LoraConfig(**kwargs)
-        except (TypeError, ValueError, ImportError) as exc:
-            raise ConfigError(f"PEFT rejects this LoRA configuration: {' '.join(str(exc).split())}") from None
+        return kwargs
 
     def cost(self, r: int = DEFAULT_RANK, ranks: Mapping[str, int] | None = None, **options: Any) -> Cost:
         """What ``lora_config(r=r, ranks=ranks, **options)`` costs to train, counted as PEFT builds it.
@@ -276,10 +286,16 @@ class Resolution:
 
     def to_dict(self, r: int = DEFAULT_RANK, lora_alpha: float | None = None, ranks=None, alphas=None, **options) -> dict[str, Any]:
         """The ``--format json`` document; ``options`` as for ``lora_config``."""
-        config = self.lora_config(r=r, lora_alpha=lora_alpha, ranks=ranks, alphas=alphas, **options)
+        if set(options) <= _PLAIN_OPTIONS:
+            # LoraConfig accepts every combination these options can take once _lora_kwargs has checked
+            # them, and only turns a list target_modules into a set: the same document without importing PEFT.
+            kwargs = self._lora_kwargs(r, lora_alpha, ranks, alphas, **options)
+            target_modules, target_parameters = kwargs["target_modules"], kwargs.get("target_parameters")
+        else:
+            config = self.lora_config(r=r, lora_alpha=lora_alpha, ranks=ranks, alphas=alphas, **options)
+            target_modules, target_parameters = config.target_modules, config.target_parameters
         cost = self.cost(r, ranks, **options)
-        target_modules = config.target_modules
-        if isinstance(target_modules, (set, frozenset, tuple)):
+        if isinstance(target_modules, (list, set, frozenset, tuple)):
             target_modules = sorted(target_modules)
         return {
             "model": self.model_map.model,
@@ -287,7 +303,7 @@ class Resolution:
             "plugin": self.model_map.plugin,
             "roles": self.names_by_role(),
             "target_modules": target_modules,
-            "target_parameters": list(config.target_parameters or []),
+            "target_parameters": list(target_parameters or []),
             "trainable_parameters": cost.total,
             "warnings": list(self.warnings),
             **({"layers": {stack: list(kept) for stack, kept in self.layers.items()}} if self.layers else {}),
@@ -550,7 +566,7 @@ def resolve_map(model_map: ModelMap, requests, scopes, *, strict=False, registry
             hits = [substituted.get(role, role) for role in request.roles]
             if not any(role in modules or role in parameters for role in hits):
                 raise RoleError(f"{request.written!r} has no leaf in the selected layers of {model_map.model}")
-    renamed = peft_renamed_leaves(model_map.model_type)
+    renamed = _renamed(model_map)
     moved = sorted({n.rsplit(".", 1)[-1] for names in modules.values() for n in names if n.rsplit(".", 1)[-1] in renamed})
     if moved:
         warnings.append(
@@ -666,6 +682,13 @@ def _per_role(overrides: Mapping[str, Any], resolution: Resolution, what: str) -
                 out[role] = value
                 specificity[role] = weight
     return out
+
+
+def _renamed(model_map: ModelMap) -> frozenset[str]:
+    """``peft_renamed_leaves`` for the map's model_type; the fast path knows it without importing PEFT."""
+    if model_map.peft_renamed is not None:
+        return model_map.peft_renamed
+    return peft_renamed_leaves(model_map.model_type)
 
 
 def _numel(parameters) -> int:

@@ -16,11 +16,15 @@ def inspect(
     as_json: bool = typer.Option(False, "--json", help="Print the ModelMap as JSON (every leaf, not grouped)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow a config's own Python code to run."),
     plugin: Optional[str] = typer.Option(None, "--plugin", help="Ask only this plugin."),
+    verify: bool = typer.Option(False, "--verify", help="Build the model anyway and check the config-only fast path against it."),
 ) -> None:
     """Show every LoRA-targetable leaf of MODEL: role, shape, layer, scope; parameter totals by role."""
+    from ..fastpath import model_map_for_cli
+    from ..inspection import ModelMap
     from ..inspection import inspect as do_inspect
 
-    model_map = do_inspect(model, trust_remote_code=trust_remote_code, plugin=plugin)
+    found = model_map_for_cli(model, verify=verify, trust_remote_code=trust_remote_code, plugin=plugin)
+    model_map = found if isinstance(found, ModelMap) else do_inspect(model, trust_remote_code=trust_remote_code, plugin=plugin)
     if as_json:
         data = model_map.to_dict()
         data["parameters_by_role"] = model_map.parameter_totals()

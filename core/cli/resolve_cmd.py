@@ -40,6 +40,7 @@ def resolve(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --output file."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow a config's own Python code to run."),
     plugin: Optional[str] = typer.Option(None, "--plugin", help="Ask only this plugin."),
+    verify: bool = typer.Option(False, "--verify", help="Build the model anyway and check the config-only fast path against it."),
 ) -> None:
     """Resolve roles onto MODEL's module names and print the LoRA config that adapts exactly those."""
     from ..manager import get_plugin_manager, plugin_registry
@@ -68,7 +69,20 @@ def resolve(
     if not roles:
         raise ConfigError("give --roles (e.g. --roles q,v,ffn) or --preset (see `lora-registry roles`)")
     rank = 8 if rank is None else rank
-    result = do_resolve(model, roles, scope=scope, strict=strict, layers=layers, last_layers=last_layers,
+    from ..fastpath import model_map_for_cli
+    from ..registry import load_registry
+    from ..resolution import parse_layer_selection, parse_scopes
+    from ..roles import parse_roles
+
+    # Bad roles, scopes and layer ranges fail before any model is read or built, as resolve() does.
+    parse_roles(roles, load_registry())
+    parse_scopes(scope)
+    parse_layer_selection(layers, last_layers)
+    # The config-only fast path where the output needs no model and no PEFT object (JSON or table, plain options).
+    fast = output_format in ("json", "table") and options["bias"] == "none" and not modules_to_save
+    source = model_map_for_cli(model, verify=verify, trust_remote_code=trust_remote_code, plugin_manager=pm,
+                               plugin=plugin, fast=fast)
+    result = do_resolve(source, roles, scope=scope, strict=strict, layers=layers, last_layers=last_layers,
                         trust_remote_code=trust_remote_code, plugin_manager=pm, plugin=plugin)
     # A preset's per-role overrides are defaults: they apply where their roles were resolved.
     ranks = {**{k: v for k, v in preset_ranks.items() if result.covers(k)}, **ranks}
@@ -86,8 +100,7 @@ def resolve(
         from .tables import resolution_table
 
         text = None
-        result.lora_config(r=rank, lora_alpha=alpha, ranks=ranks, alphas=alphas, **options)  # validate before printing
-        renderable = resolution_table(result, rank, alpha, ranks, options)
+        renderable = resolution_table(result, rank, alpha, ranks, options, alphas)  # checks everything before printing
     if output is not None:
         if text is None:
             from .tables import render_plain

@@ -34,9 +34,12 @@ def print_all(renderables: list[Any]) -> None:
         out.print(renderable)
 
 
-def resolution_table(result, rank: int, alpha: float | None, ranks: dict, options: dict | None = None) -> list[Any]:
+def resolution_table(result, rank: int, alpha: float | None, ranks: dict, options: dict | None = None,
+                     alphas: dict | None = None) -> list[Any]:
     """Per-role modules, rank and trainable parameters, what else trains, then cost, PEFT targets and warnings."""
     options = options or {}
+    # to_dict runs every check of lora_config, and for plain options does so without importing PEFT (fast path)
+    doc = result.to_dict(r=rank, lora_alpha=alpha, ranks=ranks, alphas=alphas, **options)
     cost = result.cost(rank, ranks, **options)
     table = Table(title=f"{result.model_map.model} ({result.model_map.model_type}, plugin {result.model_map.plugin})")
     table.add_column("role")
@@ -53,15 +56,15 @@ def resolution_table(result, rank: int, alpha: float | None, ranks: dict, option
     for name, count in cost.modules_to_save.items():
         table.add_row("modules_to_save", "1", name, "", f"{count:,}")
     table.add_row("total", str(sum(len(v) for v in result.names_by_role().values())), "", "", f"{cost.total:,}", style="bold")
-    config = result.lora_config(r=rank, lora_alpha=alpha, ranks=ranks, **options)
     lines = [table, Text(f"trainable parameters: {cost.total:,}{_share(cost)}")]
     memory = ", ".join(f"{precision} {fmt_bytes(cost.memory(precision)['total'])}" for precision in ("fp32", "bf16"))
     lines.append(Text(f"memory for weights + gradients + AdamW states: {memory}"))
-    lines.append(Text(f"target_modules: {_fmt(config.target_modules)}"))
-    if config.target_parameters:
-        lines.append(Text(f"target_parameters: {_fmt(config.target_parameters)}"))
-    if config.modules_to_save:
-        lines.append(Text(f"modules_to_save: {_fmt(config.modules_to_save)}"))
+    lines.append(Text(f"target_modules: {_fmt(doc['target_modules'])}"))
+    if doc["target_parameters"]:
+        lines.append(Text(f"target_parameters: {_fmt(doc['target_parameters'])}"))
+    saved = result.modules_to_save(options.get("modules_to_save"))
+    if saved:
+        lines.append(Text(f"modules_to_save: {_fmt(saved)}"))
     for warning in result.warnings:
         lines.append(Text(f"warning: {warning}", style="yellow"))
     return lines

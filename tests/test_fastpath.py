@@ -1,0 +1,212 @@
+"""The config-only fast path equals what transformers builds, and answers without importing torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lora_registry.fastpath import DEFAULTS, PEFT_RENAMED, FAMILIES, fast_model_map, verify_model_map
+from lora_registry.errors import ModelLoadError
+from lora_registry.inspection import inspect
+from lora_registry.resolution import resolve
+from lora_registry.targeting import peft_renamed_leaves
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+SMALL = dict(hidden_size=64, intermediate_size=96, num_attention_heads=4, num_key_value_heads=2, vocab_size=100)
+
+VARIANTS = [
+    ("llama", {}),
+    ("llama", dict(num_key_value_heads=4, attention_bias=True, mlp_bias=True, tie_word_embeddings=True)),
+    ("llama", dict(head_dim=32, rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                              "high_freq_factor": 4.0, "original_max_position_embeddings": 64})),
+    ("mistral", dict(sliding_window=16)),
+    ("mistral", dict(head_dim=32, tie_word_embeddings=True, sliding_window=None)),
+    ("mixtral", dict(num_local_experts=4)),
+    ("mixtral", dict(num_local_experts=3, head_dim=8, tie_word_embeddings=True)),
+    ("phi", dict(partial_rotary_factor=0.5)),
+    ("phi", dict(qk_layernorm=True, tie_word_embeddings=True, num_key_value_heads=4)),
+    ("phi3", dict(pad_token_id=0)),
+    ("phi3", dict(pad_token_id=0, num_key_value_heads=1, tie_word_embeddings=True)),
+    ("phimoe", dict(num_local_experts=4)),
+    ("phimoe", dict(num_local_experts=2, attention_bias=True, lm_head_bias=True, tie_word_embeddings=True)),
+]
+
+
+def _write(tmp_path, data, name="m"):
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(data))
+    return str(folder)
+
+
+def _same(fast, slow):
+    assert fast is not None
+    assert fast.leaves == slow.leaves  # names, kinds, shapes, layers, scopes, classes on the path, in order
+    assert fast.roles == slow.roles
+    assert fast.all_module_names == slow.all_module_names
+    assert fast.parameter_names == tuple(name for name, _ in slow.module.named_parameters())
+    assert fast.base_parameters == slow.base_parameters
+    assert (fast.plugin, fast.model_type, fast.model, fast.warnings, fast.null_reasons) == (
+        slow.plugin, slow.model_type, slow.model, slow.warnings, slow.null_reasons)
+    verify_model_map(fast, slow)
+
+
+@pytest.mark.parametrize("layers", [1, 3])
+@pytest.mark.parametrize("model_type,extra", VARIANTS, ids=lambda v: str(v))
+def test_fast_map_equals_the_built_model(tmp_path, model_type, extra, layers):
+    source = _write(tmp_path, {"model_type": model_type, **SMALL, "num_hidden_layers": layers, **extra})
+    fast = fast_model_map(source)
+    slow = inspect(source)
+    _same(fast, slow)
+    for roles, kwargs in (("q,v", {}), ("all", dict(ranks={"attention": 4}, alphas={"attention-o": 32})), ("q,v", {"layers": "0"})):
+        a = resolve(fast, roles, **{k: v for k, v in kwargs.items() if k == "layers"})
+        b = resolve(slow, roles, **{k: v for k, v in kwargs.items() if k == "layers"})
+        opts = {k: v for k, v in kwargs.items() if k != "layers"}
+        assert a.to_dict(**opts) == b.to_dict(**opts)
+
+
+@pytest.mark.parametrize("folder", [
+    ROOT / "examples" / "llama-3.1-8b", ROOT / "examples" / "mistral-7b-v0.3",
+    ROOT / "examples" / "phi-3-mini-4k-instruct", FIXTURES / "phi-2", FIXTURES / "mixtral-8x7b-v0.1",
+], ids=lambda p: p.name)
+def test_real_configs(folder):
+    _same(fast_model_map(str(folder)), inspect(str(folder)))
+
+
+def test_405b_fixture_counts():
+    fast = fast_model_map(str(FIXTURES / "llama-3.1-405b"))
+    assert fast is not None
+    assert fast.base_parameters == 405_853_388_800  # the published 405B count
+    assert len([leaf for leaf in fast.leaves if leaf.short_name == "q_proj"]) == 126
+    assert fast.leaves[1].shape == (16384, 16384) and fast.leaves[2].shape == (1024, 16384)
+
+
+@pytest.mark.parametrize("model_type", sorted(DEFAULTS))
+def test_defaults_match_transformers(model_type):
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    config = CONFIG_MAPPING[model_type]()
+    for key, value in DEFAULTS[model_type].items():
+        assert getattr(config, key) == value, key
+    if "num_key_value_heads" not in DEFAULTS[model_type]:
+        assert config.num_key_value_heads == config.num_attention_heads
+    assert config.pad_token_id == DEFAULTS[model_type].get("pad_token_id")
+    assert PEFT_RENAMED.get(model_type, frozenset()) == peft_renamed_leaves(model_type)
+
+
+def test_missing_keys_take_transformers_defaults(tmp_path):
+    source = _write(tmp_path, {"model_type": "mistral", "num_hidden_layers": 1})
+    _same(fast_model_map(source), inspect(source))
+
+
+@pytest.mark.parametrize("data", [
+    {"model_type": "llama", "quantization_config": {"quant_method": "bitsandbytes"}},
+    {"model_type": "llama", "architectures": ["LlamaForSequenceClassification"]},
+    {"model_type": "llama", "rope_scaling": {"rope_type": "yarn", "factor": 4.0}},
+    {"model_type": "llama", "num_hidden_layers": -1},
+    {"model_type": "llama", "hidden_size": 100, "num_attention_heads": 3},
+    {"model_type": "phi3"},  # pad_token_id 32000 is outside a 100-token vocabulary: transformers refuses
+    {"model_type": "phi3", "head_dim": 16},
+    {"model_type": "gpt2"},
+    {"model_type": ["llama"]},
+    {"model_type": "llama", "hidden_size": "64"},
+    {"model_type": "llama", "tie_word_embeddings": "yes"},
+    {"model_type": "llama", "num_hidden_layers": 10_001},
+])
+def test_falls_back_on_what_it_does_not_model(tmp_path, data):
+    source = _write(tmp_path, {**SMALL, "num_hidden_layers": 1, **data})
+    assert fast_model_map(source) is None
+
+
+def test_forced_other_plugin_and_non_paths_fall_back(tmp_path):
+    source = _write(tmp_path, {"model_type": "llama", **SMALL, "num_hidden_layers": 1})
+    assert fast_model_map(source, plugin="declarative") is None
+    assert fast_model_map(source, plugin="llama") is not None
+    assert fast_model_map("llama") is None  # a bare model_type needs transformers' defaults
+    assert fast_model_map(str(tmp_path / "missing")) is None
+
+
+def test_verify_names_the_first_difference(tmp_path):
+    source = _write(tmp_path, {"model_type": "llama", **SMALL, "num_hidden_layers": 1})
+    fast, slow = fast_model_map(source), inspect(source)
+    fast.base_parameters += 1
+    with pytest.raises(ModelLoadError, match="base parameters"):
+        verify_model_map(fast, slow)
+
+
+_PROBE = (
+    "import sys\n"
+    "from lora_registry.cli import main\n"
+    "try:\n    main()\nexcept SystemExit:\n    pass\n"
+    "print('LOADED=' + ','.join(m for m in ('torch', 'transformers', 'peft') if m in sys.modules), file=sys.stderr)\n"
+)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("args", [
+    ("resolve", "{405b}", "--roles", "q,v,ffn", "--format", "json"),
+    ("inspect", "{405b}", "--json"),
+    ("resolve", "{mixtral}", "--roles", "q,v,experts", "--format", "json", "--layers", "0-3"),
+    ("--help",), ("roles",), ("plugins",),
+])
+def test_fast_commands_import_no_torch(args):
+    paths = {"405b": str(FIXTURES / "llama-3.1-405b"), "mixtral": str(FIXTURES / "mixtral-8x7b-v0.1")}
+    done = _cli(*[a.format(**paths) for a in args])
+    assert done.returncode == 0, done.stderr
+    assert "LOADED=\n" in done.stderr, done.stderr
+
+
+def test_cli_json_equals_the_verified_slow_path(tmp_path):
+    source = _write(tmp_path, {"model_type": "phi", **SMALL, "num_hidden_layers": 2, "qk_layernorm": True})
+    fast = _cli("resolve", source, "--roles", "q,v,ffn", "--format", "json", "--rank-for", "ffn=4")
+    slow = _cli("resolve", source, "--roles", "q,v,ffn", "--format", "json", "--rank-for", "ffn=4", "--verify")
+    assert fast.returncode == slow.returncode == 0, slow.stderr
+    assert "LOADED=\n" in fast.stderr and "torch" in slow.stderr
+    assert "verified against the model transformers builds" in slow.stderr
+    assert fast.stdout == slow.stdout
+    inspected = [_cli("inspect", source, "--json", *flag) for flag in ((), ("--verify",))]
+    assert inspected[0].stdout == inspected[1].stdout
+
+
+def test_cached_hub_id_takes_the_fast_path(tmp_path):
+    # The layout huggingface_hub's cache uses: refs/main names the snapshot holding config.json.
+    repo = tmp_path / "hub" / "models--example--tiny-llama"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    (snapshot / "config.json").write_text(json.dumps({"model_type": "llama", **SMALL, "num_hidden_layers": 2}))
+    env = {**__import__("os").environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    args = ["resolve", "example/tiny-llama", "--roles", "q,v,ffn", "--format", "json"]
+    fast = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, env=env, timeout=300)
+    slow = subprocess.run([sys.executable, "-c", _PROBE, *args, "--verify"], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert fast.returncode == slow.returncode == 0, slow.stderr
+    assert "LOADED=\n" in fast.stderr
+    assert "verified against the model transformers builds" in slow.stderr
+    assert fast.stdout == slow.stdout
+    assert json.loads(fast.stdout)["model"] == "example/tiny-llama"
+
+
+@pytest.mark.parametrize("model_type", sorted(FAMILIES))
+@pytest.mark.parametrize("field,value", [
+    ("initializer_range", 2), ("use_cache", 1), ("torch_dtype", "many"), ("sliding_window", -0.5),
+    ("bos_token_id", [1]), ("hidden_act", "nope"), ("vocab_size", None), ("rms_norm_eps", "1e-5"),
+    ("eos_token_id", 10**6), ("unknown_key", {"a": 1}),
+])
+def test_fast_path_never_answers_where_the_build_fails(tmp_path, model_type, field, value):
+    data = {**SMALL, "model_type": model_type, "num_hidden_layers": 1, "pad_token_id": 0, field: value}
+    source = _write(tmp_path, data)
+    fast = fast_model_map(source)
+    if fast is not None:  # then transformers must build the same model
+        _same(fast, inspect(source))
+    del data[field]
+    assert fast_model_map(_write(tmp_path, data, "control")) is not None  # the field alone made the difference

@@ -330,7 +330,10 @@ class Resolution:
         """
         if items is None:
             return None
-        items = items.split(",") if isinstance(items, str) else [str(i) for i in items]
+        try:
+            items = items.split(",") if isinstance(items, str) else [str(i) for i in items]
+        except TypeError:
+            raise ConfigError(f"modules_to_save must be a comma list or a list of names, not {items!r}") from None
         names = [n for n in self.model_map.all_module_names if n]
         model = self.model_map.model
         chosen: set[str] = set()
@@ -448,7 +451,10 @@ def parse_layer_selection(layers: str | Sequence[int] | None, last_layers: int |
 def parse_layers(spec: str | Sequence[int]) -> list[int]:
     """``"0-7,24-31"`` (or a list of ints) -> sorted layer indices; a one-line ``ConfigError`` otherwise."""
     if not isinstance(spec, str):
-        items = list(spec)
+        try:
+            items = list(spec) if not isinstance(spec, (bytes, bytearray)) else None
+        except TypeError:
+            items = None
         if not items or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in items):
             raise ConfigError(f"layers must be whole numbers >= 0, not {spec!r}")
         return sorted(set(items))
@@ -656,7 +662,10 @@ def check_peft_options(options: Mapping[str, Any], resolution: Resolution | None
 
 def parse_scopes(scope: str | Sequence[str]) -> tuple[str, ...]:
     """``"language,vision"`` or a list -> a tuple of valid scopes."""
-    items = scope.split(",") if isinstance(scope, str) else list(scope)
+    try:
+        items = scope.split(",") if isinstance(scope, str) else list(scope)
+    except TypeError:
+        raise ConfigError(f"scope must be a comma list or a list of scopes, not {scope!r}") from None
     out = tuple(dict.fromkeys(s.strip().lower() for s in items if str(s).strip()))
     bad = [s for s in out if s not in SCOPES]
     if bad or not out:
@@ -665,10 +674,13 @@ def parse_scopes(scope: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def _per_role(overrides: Mapping[str, Any], resolution: Resolution, what: str) -> dict[str, Any]:
-    """Expand ``{"ffn": 4, "q": 16}`` to concrete roles; a single role beats an alias covering it."""
+    """Expand ``{"ffn": 4, "q": 16}`` to concrete roles; the narrower key wins (``q`` over ``attention`` over ``all``)."""
     registry = resolution.registry
     out: dict[str, Any] = {}
     specificity: dict[str, int] = {}
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"{what}s must be a mapping of role or alias to value, e.g. {{'ffn': 4}}, "
+                          f"not {type(overrides).__name__}")
     for key, value in overrides.items():
         value = _check_rank(value, f"{what} for {key}") if what == "rank" else _check_alpha(value, f"{what} for {key}")
         (request,) = parse_roles([key], registry)
@@ -676,9 +688,9 @@ def _per_role(overrides: Mapping[str, Any], resolution: Resolution, what: str) -
         roles = [role for role in roles if role in resolution.roles]
         if not roles:
             raise ConfigError(f"{what} given for {key}, which is not among the resolved roles ({', '.join(resolution.roles)})")
-        weight = 0 if len(request.roles) > 1 else 1
+        weight = -len(request.roles)  # the narrower key wins: q over attention over all, ffn over all
         for role in roles:
-            if weight >= specificity.get(role, -1):
+            if weight >= specificity.get(role, float("-inf")):
                 out[role] = value
                 specificity[role] = weight
     return out

@@ -191,3 +191,11 @@ def test_builds_through_auto_classes_when_the_direct_class_cannot():
     # Emu3's config only builds through AutoModelForCausalLM (which takes its text config).
     m = lr.inspect("emu3")
     assert type(m.module).__name__ == "Emu3ForCausalLM" and m.present_roles()
+
+
+def test_the_narrower_per_role_key_wins_whatever_the_order():
+    resolution = lr.resolve(str(EXAMPLES / "llama-3.1-8b"), roles="all")
+    for ranks in ({"all": 2, "ffn": 4, "q": 16}, {"q": 16, "ffn": 4, "all": 2}):
+        assert resolution.rank_of("ffn-up", 8, ranks) == 4
+        assert resolution.rank_of("attention-q", 8, ranks) == 16
+        assert resolution.rank_of("attention-k", 8, ranks) == 2

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .inspection import Leaf, ModelMap
+from .loading import _COUNT_LIMIT  # above it the slow path refuses, so the fast path must too (imports no torch)
 
 #: model_type -> (class-name prefix, the plugin that answers for it)
 FAMILIES = {
@@ -54,7 +55,6 @@ _UNMODELLED = ("quantization_config", "text_config", "vision_config", "layer_typ
 _INT_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                "num_key_value_heads", "head_dim", "num_local_experts")
 _BOOL_FIELDS = ("tie_word_embeddings", "attention_bias", "mlp_bias", "qk_layernorm", "lm_head_bias")
-_COUNT_LIMIT = 10_000  # loading._COUNT_LIMIT: above it the slow path refuses, so the fast path must too
 _INT_LIMIT = 2**31 - 1  # sizes torch takes without overflow
 
 
@@ -130,13 +130,13 @@ def _config_file(source: Any) -> Path | None:
         return path
     if "/" not in source or source.startswith((".", "/", "~")) or source.count("/") != 1:
         return None
-    try:
-        from huggingface_hub import try_to_load_from_cache  # a file-system lookup; imports no torch
+    from .errors import LoraRegistryError
+    from .loading import cached_config_file
 
-        cached = try_to_load_from_cache(source, "config.json")
-    except Exception:
-        return None
-    return Path(cached) if isinstance(cached, str) else None
+    try:
+        return cached_config_file(source)
+    except LoraRegistryError:
+        return None  # the slow path words the error
 
 
 def _number(low: float, high: float, *, low_open: bool = False, whole: bool = True):

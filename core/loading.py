@@ -277,23 +277,33 @@ def _native_model_types():
     return CONFIG_MAPPING
 
 
-def _cached_hub_config(repo_id: str) -> Path:
+def cached_config_file(repo_id: str) -> Path | None:
+    """``repo_id``'s ``config.json`` in the local Hugging Face cache, or ``None``; imports no torch.
+
+    A pure file-system lookup: hf_hub_download(local_files_only=True) still builds request headers,
+    and huggingface_hub fetches its user-agent registry from the hub while doing so.
+    """
     try:
-        from huggingface_hub import hf_hub_download, try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache
         from huggingface_hub.errors import HFValidationError
     except ImportError:  # pragma: no cover
         raise ModelLoadError(f"{repo_id}: huggingface_hub is not installed") from None
-    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-    # A pure file-system lookup: hf_hub_download(local_files_only=True) still builds request headers,
-    # and huggingface_hub fetches its user-agent registry from the hub while doing so.
     try:
         cached = try_to_load_from_cache(repo_id, "config.json")
     except HFValidationError:
         raise ModelLoadError(f"{repo_id!r} is not a valid hub id, path or model_type") from None
     except Exception:
-        cached = None
-    if isinstance(cached, str):
-        return Path(cached)
+        return None
+    return Path(cached) if isinstance(cached, str) else None
+
+
+def _cached_hub_config(repo_id: str) -> Path:
+    cached = cached_config_file(repo_id)
+    if cached is not None:
+        return cached
+    from huggingface_hub import hf_hub_download
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
     advice = (
         f"{repo_id}: config.json is not in the local Hugging Face cache; run "
         f"`hf download {repo_id} config.json` where the hub is reachable, or pass a local path"

@@ -652,7 +652,7 @@ def check_peft_options(options: Mapping[str, Any], resolution: Resolution | None
         if also:
             raise ConfigError(f"modules_to_save {name!r} would also copy {also[0]} (PEFT matches the end of the name)")
         # tuners_utils.check_target_module_exists excludes targets in a module to save: their LoRA would vanish.
-        pattern = re.compile(rf"(^|.*\.){name}($|\..*)")
+        pattern = re.compile(rf"(^|.*\.){re.escape(name)}($|\..*)")
         for leaf in leaves:
             owner = leaf.name if leaf.kind == "module" else leaf.name.rsplit(".", 1)[0]
             if pattern.match(owner):

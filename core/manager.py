@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import sys
@@ -279,7 +280,9 @@ def _record_failure(pm, plugin: str, message: str) -> None:
         failures.append(PluginFailure(plugin, message))
 
 
+@functools.cache
 def _own_version() -> str:
+    # once per process: each lookup scans sys.path for the distribution, and every built-in asks
     try:
         from importlib.metadata import version
 

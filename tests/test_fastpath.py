@@ -18,6 +18,18 @@ from lora_registry.targeting import peft_renamed_leaves
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 SMALL = dict(hidden_size=64, intermediate_size=96, num_attention_heads=4, num_key_value_heads=2, vocab_size=100)
+# GPT-2 and Falcon name their sizes their own way
+SMALL_BY_FAMILY = {
+    "gpt2": dict(n_embd=64, n_head=4, n_positions=32, vocab_size=100),
+    "falcon": dict(hidden_size=64, num_attention_heads=4, vocab_size=100),
+}
+
+
+def _small(model_type: str, layers: int) -> dict:
+    if model_type == "gpt2":
+        return {**SMALL_BY_FAMILY["gpt2"], "n_layer": layers}
+    return {**SMALL_BY_FAMILY.get(model_type, SMALL), "num_hidden_layers": layers}
+
 
 VARIANTS = [
     ("llama", {}),
@@ -34,6 +46,18 @@ VARIANTS = [
     ("phi3", dict(pad_token_id=0, num_key_value_heads=1, tie_word_embeddings=True)),
     ("phimoe", dict(num_local_experts=4)),
     ("phimoe", dict(num_local_experts=2, attention_bias=True, lm_head_bias=True, tie_word_embeddings=True)),
+    ("qwen2", {}),
+    ("qwen2", dict(num_key_value_heads=4, tie_word_embeddings=True, use_sliding_window=True, sliding_window=16,
+                   max_window_layers=1)),
+    ("qwen2", dict(head_dim=32, num_key_value_heads=1, attention_bias=False)),
+    ("gpt2", {}),
+    ("gpt2", dict(n_inner=80, tie_word_embeddings=False, activation_function="relu",
+                  scale_attn_by_inverse_layer_idx=True, n_ctx=32)),
+    ("falcon", {}),  # falcon-7b: multi-query attention, attention and MLP in parallel, one norm
+    ("falcon", dict(new_decoder_architecture=True, num_kv_heads=2, bias=True, ffn_hidden_size=80)),  # falcon-40b
+    ("falcon", dict(new_decoder_architecture=True, num_kv_heads=1, num_ln_in_parallel_attn=1)),
+    ("falcon", dict(multi_query=False, parallel_attn=False, tie_word_embeddings=False, alibi=True)),
+    ("falcon", dict(multi_query=False, num_ln_in_parallel_attn=2, activation="relu")),
 ]
 
 
@@ -59,7 +83,7 @@ def _same(fast, slow):
 @pytest.mark.parametrize("layers", [1, 3])
 @pytest.mark.parametrize("model_type,extra", VARIANTS, ids=lambda v: str(v))
 def test_fast_map_equals_the_built_model(tmp_path, model_type, extra, layers):
-    source = _write(tmp_path, {"model_type": model_type, **SMALL, "num_hidden_layers": layers, **extra})
+    source = _write(tmp_path, {"model_type": model_type, **_small(model_type, layers), **extra})
     fast = fast_model_map(source)
     slow = inspect(source)
     _same(fast, slow)
@@ -73,9 +97,20 @@ def test_fast_map_equals_the_built_model(tmp_path, model_type, extra, layers):
 @pytest.mark.parametrize("folder", [
     ROOT / "examples" / "llama-3.1-8b", ROOT / "examples" / "mistral-7b-v0.3",
     ROOT / "examples" / "phi-3-mini-4k-instruct", FIXTURES / "phi-2", FIXTURES / "mixtral-8x7b-v0.1",
+    FIXTURES / "gpt2", FIXTURES / "falcon-7b", FIXTURES / "falcon-40b", FIXTURES / "qwen2.5-7b-instruct",
 ], ids=lambda p: p.name)
 def test_real_configs(folder):
     _same(fast_model_map(str(folder)), inspect(str(folder)))
+
+
+@pytest.mark.parametrize("folder,count,plugin", [
+    ("gpt2", 124_439_808, "declarative"),  # the published counts of these checkpoints
+    ("falcon-7b", 6_921_720_704, "declarative"),
+    ("qwen2.5-7b-instruct", 7_615_616_512, "declarative"),
+])
+def test_declarative_fixture_counts(folder, count, plugin):
+    fast = fast_model_map(str(FIXTURES / folder))
+    assert (fast.base_parameters, fast.plugin) == (count, plugin)
 
 
 def test_405b_fixture_counts():
@@ -93,15 +128,32 @@ def test_defaults_match_transformers(model_type):
     config = CONFIG_MAPPING[model_type]()
     for key, value in DEFAULTS[model_type].items():
         assert getattr(config, key) == value, key
-    if "num_key_value_heads" not in DEFAULTS[model_type]:
+    if "num_key_value_heads" not in DEFAULTS[model_type] and model_type not in ("gpt2", "falcon"):
         assert config.num_key_value_heads == config.num_attention_heads
+    if model_type == "falcon":  # filled in from other fields, as _falcon_settings does
+        assert (config.num_kv_heads, config.ffn_hidden_size) == (config.num_attention_heads, 4 * config.hidden_size)
     assert config.pad_token_id == DEFAULTS[model_type].get("pad_token_id")
     assert PEFT_RENAMED.get(model_type, frozenset()) == peft_renamed_leaves(model_type)
 
 
-def test_missing_keys_take_transformers_defaults(tmp_path):
-    source = _write(tmp_path, {"model_type": "mistral", "num_hidden_layers": 1})
+@pytest.mark.parametrize("data", [
+    {"model_type": "mistral", "num_hidden_layers": 1},
+    {"model_type": "qwen2", "num_hidden_layers": 1, "hidden_size": 256, "intermediate_size": 64, "vocab_size": 100},
+    {"model_type": "gpt2", "n_layer": 1},
+    {"model_type": "falcon", "num_hidden_layers": 1, "vocab_size": 1000},
+], ids=lambda d: d["model_type"])
+def test_missing_keys_take_transformers_defaults(tmp_path, data):
+    source = _write(tmp_path, data)
     _same(fast_model_map(source), inspect(source))
+
+
+def test_qwen2_layer_types(tmp_path):
+    kinds = ["full_attention", "sliding_attention", "full_attention"]
+    source = _write(tmp_path, {"model_type": "qwen2", **_small("qwen2", 3), "layer_types": kinds,
+                               "use_sliding_window": True, "sliding_window": 8})
+    _same(fast_model_map(source), inspect(source))
+    wrong = _write(tmp_path, {"model_type": "qwen2", **_small("qwen2", 3), "layer_types": kinds[:2]}, "wrong")
+    assert fast_model_map(wrong) is None  # transformers refuses a list of another length
 
 
 @pytest.mark.parametrize("data", [
@@ -112,14 +164,21 @@ def test_missing_keys_take_transformers_defaults(tmp_path):
     {"model_type": "llama", "hidden_size": 100, "num_attention_heads": 3},
     {"model_type": "phi3"},  # pad_token_id 32000 is outside a 100-token vocabulary: transformers refuses
     {"model_type": "phi3", "head_dim": 16},
-    {"model_type": "gpt2"},
+    {"model_type": "gpt2", "add_cross_attention": True},
+    {"model_type": "gpt2", "architectures": ["GPT2ForSequenceClassification"]},
+    {"model_type": "falcon", "n_embed": 64},
+    {"model_type": "falcon", "rope_scaling": {"rope_type": "linear", "factor": 2.0}},
+    {"model_type": "qwen2", "quantization_config": {"quant_method": "awq"}},
+    {"model_type": "gemma"},
     {"model_type": ["llama"]},
     {"model_type": "llama", "hidden_size": "64"},
     {"model_type": "llama", "tie_word_embeddings": "yes"},
     {"model_type": "llama", "num_hidden_layers": 10_001},
 ])
 def test_falls_back_on_what_it_does_not_model(tmp_path, data):
-    source = _write(tmp_path, {**SMALL, "num_hidden_layers": 1, **data})
+    model_type = data["model_type"]
+    base = _small(model_type, 1) if isinstance(model_type, str) and model_type in FAMILIES else {**SMALL, "num_hidden_layers": 1}
+    source = _write(tmp_path, {**base, **data})
     assert fast_model_map(source) is None
 
 
@@ -155,10 +214,15 @@ def _cli(*args):
     ("resolve", "{405b}", "--roles", "q,v,ffn", "--format", "json"),
     ("inspect", "{405b}", "--json"),
     ("resolve", "{mixtral}", "--roles", "q,v,experts", "--format", "json", "--layers", "0-3"),
+    ("resolve", "{gpt2}", "--roles", "qkv,ffn", "--format", "json"),
+    ("resolve", "{falcon}", "--preset", "all16"),
+    ("inspect", "{qwen}"),
     ("--help",), ("roles",), ("plugins",),
 ])
 def test_fast_commands_import_no_torch(args):
-    paths = {"405b": str(FIXTURES / "llama-3.1-405b"), "mixtral": str(FIXTURES / "mixtral-8x7b-v0.1")}
+    paths = {"405b": str(FIXTURES / "llama-3.1-405b"), "mixtral": str(FIXTURES / "mixtral-8x7b-v0.1"),
+             "gpt2": str(FIXTURES / "gpt2"), "falcon": str(FIXTURES / "falcon-40b"),
+             "qwen": str(FIXTURES / "qwen2.5-7b-instruct")}
     done = _cli(*[a.format(**paths) for a in args])
     assert done.returncode == 0, done.stderr
     assert "LOADED=\n" in done.stderr, done.stderr
@@ -203,7 +267,7 @@ def test_cached_hub_id_takes_the_fast_path(tmp_path):
     ("eos_token_id", 10**6), ("unknown_key", {"a": 1}),
 ])
 def test_fast_path_never_answers_where_the_build_fails(tmp_path, model_type, field, value):
-    data = {**SMALL, "model_type": model_type, "num_hidden_layers": 1, "pad_token_id": 0, field: value}
+    data = {**_small(model_type, 1), "model_type": model_type, "pad_token_id": 0, field: value}
     source = _write(tmp_path, data)
     fast = fast_model_map(source)
     if fast is not None:  # then transformers must build the same model

@@ -356,7 +356,13 @@ def test_cli_exits_0_or_2_with_one_line(folders, maps, tmp_path_factory, data, m
 
 EXTRA_FIELDS = ["architectures", "rope_theta", "hidden_act", "tie_word_embeddings", "max_position_embeddings",
                 "rms_norm_eps", "head_dim", "num_experts_per_tok", "rope_scaling", "torch_dtype", "attention_bias",
-                "text_config", "layer_types", "pad_token_id", "auto_map"]
+                "text_config", "layer_types", "pad_token_id", "auto_map", "use_sliding_window", "multi_query",
+                "parallel_attn", "num_ln_in_parallel_attn", "bias", "n_inner", "add_cross_attention"]
+# the fast path's families beyond CONFIGS: Falcon's new decoder (grouped fused qkv) and Qwen2 (q/k/v biases)
+MUTATED = {**CONFIGS,
+           "falcon": {"model_type": "falcon", "num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4,
+                      "vocab_size": 128, "new_decoder_architecture": True, "num_kv_heads": 2},
+           "qwen2": {**TINY, "model_type": "qwen2"}}
 wrong = st.one_of(
     st.sampled_from([-1, 0, -(2**31), 2**31, 2**63, 10**30, 1.5, -0.5, 1e308, True, False, None, "", "many", "64",
                      [], [1], [2, "x"], {}, {"a": 1}]),
@@ -370,8 +376,8 @@ plausible = st.sampled_from([1, 2, 4, 8, 16, 32, 64, 128, 256, 1e-6, 0.5, 10000.
 
 @st.composite
 def mutated_config(draw):
-    name = draw(st.sampled_from(sorted(CONFIGS)))
-    config = dict(CONFIGS[name])
+    name = draw(st.sampled_from(sorted(MUTATED)))
+    config = dict(MUTATED[name])
     fields = sorted(config) + EXTRA_FIELDS
     values = plausible if draw(st.booleans()) else st.one_of(wrong, plausible)
     for field in draw(st.lists(st.sampled_from(fields), min_size=1, max_size=3, unique=True)):

@@ -10,7 +10,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..resolution import format_layers
+
+def _layers(indices) -> str:
+    # imported here: roles and plugins print tables too, and need neither resolution nor inspection
+    from ..resolution import format_layers
+
+    return format_layers(indices)
 
 
 def console() -> Console:
@@ -120,7 +125,7 @@ def inspect_tables(model_map) -> list[Any]:
         key = (_generalise(leaf.name), model_map.roles.get(leaf.name), leaf.kind, tuple(leaf.shape), leaf.scope)
         groups.setdefault(key, []).append(leaf.layer)
     for (name, role, kind, shape, scope), layers in groups.items():
-        table.add_row(name, role or "-", kind, "x".join(map(str, shape)), format_layers(layers), scope)
+        table.add_row(name, role or "-", kind, "x".join(map(str, shape)), _layers(layers), scope)
     totals = Table(title="base parameters by role")
     totals.add_column("role")
     totals.add_column("parameters", justify="right")
@@ -141,7 +146,7 @@ def group_names(names: list[str], limit: int = 3) -> list[str]:
         match = re.search(r"\.(\d+)\.", name)
         key = name if not match else name[: match.start(1)] + "{}" + name[match.end(1):]
         groups.setdefault(key, []).append(int(match.group(1)) if match else -1)
-    out = [key.replace("{}", "{" + format_layers(idx) + "}") if "{}" in key else key for key, idx in groups.items()]
+    out = [key.replace("{}", "{" + _layers(idx) + "}") if "{}" in key else key for key, idx in groups.items()]
     return out if len(out) <= limit else out[:limit] + [f"... {len(out) - limit} more"]
 
 

@@ -132,18 +132,13 @@ def _config_file(source: Any) -> Path | None:
         source = os.fspath(source)
     if not isinstance(source, str) or not source.strip():
         return None
-    path = Path(source).expanduser()
-    if path.is_dir():
-        file = path / "config.json"
-        return file if file.is_file() else None
-    if path.is_file():
-        return path
-    if "/" not in source or source.startswith((".", "/", "~")) or source.count("/") != 1:
-        return None
     from .errors import LoraRegistryError
-    from .loading import cached_config_file
+    from .loading import _looks_like_path, cached_config_file, local_config_file
 
     try:
+        file = local_config_file(source)
+        if file is not None or _looks_like_path(source) or "/" not in source:
+            return file
         return cached_config_file(source)
     except LoraRegistryError:
         return None  # the slow path words the error
@@ -301,9 +296,6 @@ def _llama_like_settings(data: dict, model_type: str, cfg: dict) -> dict | None:
         if cfg["hidden_size"] % heads:
             return None
         cfg["head_dim"] = cfg["hidden_size"] // heads
-    rope = data.get("rope_scaling")
-    if rope is not None and not _plain_llama3_rope(rope):
-        return None  # transformers validates rope parameters; let it
     return cfg
 
 

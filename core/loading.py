@@ -108,14 +108,9 @@ def load_config(source: str, *, trust_remote_code: bool = False, plugin_manager:
 
     Returns a ``PluginModel`` instead where a plugin builds a model_type transformers lacks.
     """
-    path = Path(source).expanduser()
-    if path.is_dir():
-        file = path / "config.json"
-        if not file.is_file():
-            raise ModelLoadError(f"{source}: directory has no config.json")
+    file = local_config_file(source)
+    if file is not None:
         return config_from_file(file, trust_remote_code, plugin_manager=plugin_manager)
-    if path.is_file():
-        return config_from_file(path, trust_remote_code, plugin_manager=plugin_manager)
     if _looks_like_path(source):
         raise ModelLoadError(f"{source}: no such file or directory")
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
@@ -335,6 +330,17 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def local_config_file(source: str) -> Path | None:
+    """The ``config.json`` a local folder or file path names, or ``None`` if ``source`` is neither."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        file = path / "config.json"
+        if not file.is_file():
+            raise ModelLoadError(f"{source}: directory has no config.json")
+        return file
+    return path if path.is_file() else None
 
 
 def _unwrap_peft(model):

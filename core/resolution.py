@@ -197,16 +197,11 @@ class Resolution:
         would reject raise ``ConfigError`` first (see ``check_peft_options``). Other keyword
         arguments go to ``LoraConfig`` unchanged.
         """
-        from peft import LoraConfig
-
         kwargs = self._lora_kwargs(
             r, lora_alpha, ranks, alphas, lora_dropout=lora_dropout, bias=bias, use_rslora=use_rslora,
             use_dora=use_dora, init_lora_weights=init_lora_weights, modules_to_save=modules_to_save, **other,
         )
-        try:
-            return LoraConfig(**kwargs)
-        except (TypeError, ValueError, ImportError) as exc:
-            raise ConfigError(f"PEFT rejects this LoRA configuration: {' '.join(str(exc).split())}") from None
+        return _new_lora_config(kwargs)
 
     def _lora_kwargs(self, r, lora_alpha, ranks, alphas, **options_in: Any) -> dict[str, Any]:
         """``LoraConfig`` keyword arguments for ``lora_config``, every lora-registry check done."""
@@ -238,7 +233,10 @@ class Resolution:
         between layers later, when ``initialize_lora_eva_weights`` runs on data.)
         """
         r = _check_rank(r, "rank")
-        opts = self._peft_options(r, ranks, **options)
+        return self._cost(r, ranks, self._peft_options(r, ranks, **options))
+
+    def _cost(self, r: int, ranks: Mapping[str, int] | None, opts: Mapping[str, Any]) -> Cost:
+        """``cost`` for a checked rank and checked PEFT options (``_peft_options`` or ``_lora_kwargs``)."""
         leaf_rank = self._leaf_ranks(r, ranks)
         role_of = {name: role for role, names in self.names_by_role().items() for name in names}
         lora = dict.fromkeys(self.names_by_role(), 0)
@@ -286,15 +284,15 @@ class Resolution:
 
     def to_dict(self, r: int = DEFAULT_RANK, lora_alpha: float | None = None, ranks=None, alphas=None, **options) -> dict[str, Any]:
         """The ``--format json`` document; ``options`` as for ``lora_config``."""
+        kwargs = self._lora_kwargs(r, lora_alpha, ranks, alphas, **options)  # every check, once
         if set(options) <= _PLAIN_OPTIONS:
             # LoraConfig accepts every combination these options can take once _lora_kwargs has checked
             # them, and only turns a list target_modules into a set: the same document without importing PEFT.
-            kwargs = self._lora_kwargs(r, lora_alpha, ranks, alphas, **options)
             target_modules, target_parameters = kwargs["target_modules"], kwargs.get("target_parameters")
         else:
-            config = self.lora_config(r=r, lora_alpha=lora_alpha, ranks=ranks, alphas=alphas, **options)
+            config = _new_lora_config(kwargs)
             target_modules, target_parameters = config.target_modules, config.target_parameters
-        cost = self.cost(r, ranks, **options)
+        cost = self._cost(kwargs["r"], ranks, kwargs)
         if isinstance(target_modules, (list, set, frozenset, tuple)):
             target_modules = sorted(target_modules)
         return {
@@ -582,6 +580,16 @@ def resolve_map(model_map: ModelMap, requests, scopes, *, strict=False, registry
         )
     ordered = [role for role in ordered if role in modules or role in parameters]
     return Resolution(model_map, ordered, scopes, modules, parameters, warnings, substituted, registry, kept)
+
+
+def _new_lora_config(kwargs: Mapping[str, Any]):
+    """``peft.LoraConfig(**kwargs)``, with PEFT's own refusals as one-line ``ConfigError``s."""
+    from peft import LoraConfig
+
+    try:
+        return LoraConfig(**kwargs)
+    except (TypeError, ValueError, ImportError) as exc:
+        raise ConfigError(f"PEFT rejects this LoRA configuration: {' '.join(str(exc).split())}") from None
 
 
 def check_peft_options(options: Mapping[str, Any], resolution: Resolution | None = None,

@@ -22,31 +22,46 @@ from .errors import (
     RemoteCodeError,
     RoleError,
 )
-from .hookspecs import HOOKSPEC_VERSION, Null, hookimpl
+from .hookspecs import HOOKSPEC_VERSION, Decline, Null, hookimpl
 
 __all__ = [
-    "ConfigError", "HOOKSPEC_VERSION", "LoraRegistryError", "ModelLoadError", "ModelMap", "Null", "PluginError",
-    "RegistryError", "RemoteCodeError", "Resolution", "RoleError", "get_plugin_manager", "hookimpl",
-    "inspect", "resolve",
+    "HOOKSPEC_VERSION", "AdapterPlan", "ConfigError", "Cost", "Decline", "LoraRegistryError",
+    "LoraSettings", "ModelLoadError", "ModelMap", "ModuleTree", "Null", "PluginError", "PluginHost", "RegistryError",
+    "RemoteCodeError", "Resolution", "RoleError", "__version__", "get_plugin_host", "get_plugin_manager",
+    "hookimpl", "inspect", "resolve",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .host import PluginHost, get_plugin_host, get_plugin_manager
     from .inspection import ModelMap, inspect
-    from .manager import get_plugin_manager
+    from .plan import AdapterPlan, Cost
     from .resolution import Resolution, resolve
+    from .settings import LoraSettings
+    from .tree import ModuleTree
+
+    __version__: str
 
 # torch and transformers load only when a model is actually inspected, so `--help`,
-# `roles` and `plugins` stay fast.
+# `roles` and `plugins` stay fast: these names are imported on first use.
 _LAZY = {
-    "inspect": "inspection", "ModelMap": "inspection", "resolve": "resolution",
-    "Resolution": "resolution", "get_plugin_manager": "manager",
+    "inspect": "inspection", "ModelMap": "inspection", "resolve": "resolution", "Resolution": "resolution",
+    "get_plugin_host": "host", "get_plugin_manager": "host", "PluginHost": "host", "LoraSettings": "settings",
+    "AdapterPlan": "plan", "Cost": "plan", "ModuleTree": "tree",
 }
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from .host import own_version
+
+        return own_version()
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'lora_registry' has no attribute {name!r}")
     from importlib import import_module
 
     return getattr(import_module(f".{module}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

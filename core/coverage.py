@@ -8,7 +8,6 @@ The sweep test (``tests/test_sweep.py``) and ``benchmarks/coverage.py`` both use
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,14 +66,10 @@ def peft_check(resolution, r: int = 8, ranks=None, alphas=None) -> PeftCheck:
 
     This wraps (and so changes) ``resolution.model_map.module``: use a resolution made for it.
     """
-    from peft import get_peft_model
+    from .peft_compat import apply
 
     config = resolution.lora_config(r=r, ranks=ranks, alphas=alphas)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = get_peft_model(resolution.model_map.module, config)
-    tuner = model.base_model
-    targeted = set(tuner.targeted_module_names) | set(getattr(tuner, "targeted_parameter_names", []) or [])
+    model, targeted = apply(resolution.model_map.module, config)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return PeftCheck(
         expected=set(resolution.target_keys().values()),
@@ -119,7 +114,6 @@ class CoverageRow:
 def check(model_type: str, *, plugin_manager: Any = None, peft: bool = True, r: int = 8) -> CoverageRow:
     """Build ``model_type`` from its default config, inspect it, resolve ``all`` and check with PEFT."""
     from .inspection import inspect
-    from .registry import load_registry
     from .resolution import resolve_map
     from .roles import parse_roles
 
@@ -130,7 +124,7 @@ def check(model_type: str, *, plugin_manager: Any = None, peft: bool = True, r: 
         row.error = str(exc)
         return row
     row.built = True
-    row.model_class = type(model_map.module).__name__
+    row.model_class = model_map.tree.root_class
     row.plugin = model_map.plugin
     scopes: Counter = Counter()
     for leaf in model_map.leaves:
@@ -148,7 +142,7 @@ def check(model_type: str, *, plugin_manager: Any = None, peft: bool = True, r: 
     row.roles = model_map.present_roles()
     if not peft:
         return row
-    requests = parse_roles("all", load_registry())
+    requests = parse_roles("all", model_map.vocabulary)
     if not any(role in row.roles for request in requests for role in request.roles):
         return row
     try:

@@ -18,12 +18,11 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Mapping
 
+from . import peft_compat
 from .errors import ConfigError
 from .inspection import Leaf, ModelMap, inspect
-from .registry import load_registry
 from .resolution import format_layers
 
 CONFIG_NAME = "adapter_config.json"
@@ -100,8 +99,8 @@ class Explanation:
         groups: dict[str, list[Target]] = {}
         for target in self.targets:
             groups.setdefault(target.role or "null", []).append(target)
-        order = [role for role in load_registry().roles if role in groups] + sorted(
-            role for role in groups if role not in load_registry().roles)
+        vocabulary = self.model_map.vocabulary.roles
+        order = [role for role in vocabulary if role in groups] + sorted(role for role in groups if role not in vocabulary)
         return {
             role: {
                 "leaves": len(groups[role]),
@@ -261,14 +260,10 @@ class _Explainer:
     # ------------------------------------------------------------------ PEFT
     def _converted(self):
         """The config after PEFT's transformers-5 MoE rename, and ``{entry: new parameter name}`` for renamed entries."""
-        converted = copy.deepcopy(self.config)
-        try:
-            from peft.utils.transformers_weight_conversion import convert_peft_config_for_transformers
-
-            convert_peft_config_for_transformers(converted, model=self.module, conversions=None)
-        except Exception:  # no rename in this PEFT, or PEFT refuses it: get_peft_model reports the latter
+        converted = peft_compat.converted_config(self.config, self.module)
+        if converted is self.config:
             return self.config, {}
-        table = _rename_table(self.model_map.model_type)
+        table = peft_compat.rename_table(self.model_map.model_type)
         renames = {}
         original = self.config.target_modules
         if not isinstance(original, str):
@@ -281,26 +276,20 @@ class _Explainer:
     def _apply(self):
         """Apply the config with PEFT: targeted names, rank and LoRA parameters per name, other trainable
         parameters (modules_to_save copies), and PEFT's refusal as one line (or None)."""
-        from peft import get_peft_model
-        from peft.tuners.tuners_utils import BaseTunerLayer
-
         applied = copy.deepcopy(self.config)
         applied.inference_mode = False  # a saved adapter says inference_mode=true; explain what training builds
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                peft_model = get_peft_model(self.module, applied)
+            peft_model, targeted = peft_compat.apply(self.module, applied)
         except Exception as exc:  # PEFT's refusal is part of the answer, not a crash
             # PEFT prints sets of names; sort them so the same input gives the same report
             message = re.sub(r"\{'[^{}]*'\}", lambda m: "{" + ", ".join(sorted(m.group(0)[1:-1].split(", "))) + "}",
                              _one_line(exc))
             return set(), {}, {}, 0, f"PEFT cannot apply it to {self.label}: {message}"
         tuner = peft_model.base_model
-        targeted = set(tuner.targeted_module_names) | set(getattr(tuner, "targeted_parameter_names", None) or [])
         ranks: dict[str, int] = {}
         trainable: dict[str, int] = {}
         for name, layer in tuner.model.named_modules():
-            if not isinstance(layer, BaseTunerLayer):
+            if not peft_compat.is_tuner_layer(layer):
                 continue
             # nested ParamWrappers (two parameters of one module) sit at ...experts.base_layer
             key = ".".join(part for part in name.split(".") if part != "base_layer")
@@ -315,28 +304,15 @@ class _Explainer:
     # ------------------------------------------------------------------ entries
     def _module_hits(self, targets, bare: bool = False) -> set[str]:
         """Module names PEFT's ``check_target_module_exists`` matches for ``targets`` under this config."""
-        from peft.tuners.tuners_utils import check_target_module_exists
-
-        c = self.config
-        probe = SimpleNamespace(
-            target_modules=targets, target_parameters=None,
-            exclude_modules=None if bare else c.exclude_modules, modules_to_save=None if bare else c.modules_to_save,
-            layers_to_transform=None if bare else c.layers_to_transform, layers_pattern=None if bare else c.layers_pattern)
-        return {name for name in self.module_names if check_target_module_exists(probe, name)}
+        return peft_compat.module_hits(self.config, self.module_names, targets, bare=bare)
 
     def _all_linear(self) -> set[str]:
         """The modules PEFT expands ``"all-linear"`` into (asked only when PEFT refused the config as a whole)."""
-        try:
-            from peft.tuners.tuners_utils import _maybe_include_all_linear_layers
-
-            expanded = _maybe_include_all_linear_layers(copy.deepcopy(self.config), self.module).target_modules
-        except Exception:  # a private helper: without it, say nothing rather than guess
-            return set()
-        return self._module_hits(set(expanded)) if not isinstance(expanded, str) else set()
+        expanded = peft_compat.all_linear_targets(self.config, self.module)
+        return self._module_hits(set(expanded)) if expanded is not None and not isinstance(expanded, str) else set()
 
     def _param_hits(self, targets) -> set[str]:
-        # PEFT's target_parameters rule (BaseTuner._inject_parameters): the key, or a '.'-suffix of it
-        return {key for key in self.param_keys if any(key == t or key.endswith("." + t) for t in targets)}
+        return {key for key in self.param_keys if peft_compat.matches_target_parameters(targets, key)}
 
     def _entry_hits(self, converted, renames, targeted: set[str] | None) -> dict[tuple[str, str], set[str] | Exception]:
         """``{(field, entry): names it adapts}`` for target_modules and target_parameters (an exception: bad regex)."""
@@ -386,8 +362,7 @@ class _Explainer:
         for fld in ("rank_pattern", "alpha_pattern"):
             for key in (getattr(config, fld, None) or {}):
                 try:
-                    pattern = re.compile(rf"(.*\.)?({key})$")  # PEFT's get_pattern_key rule
-                    n = sum(1 for name in adapted if pattern.match(name))
+                    n = sum(1 for name in adapted if peft_compat.matches_pattern_key(key, name))
                     reason = None if n else f"matches none of the {_n(len(adapted), 'adapted name')}"
                 except re.error as exc:
                     n, reason = 0, f"not a valid regex ({_one_line(exc)})"
@@ -403,8 +378,7 @@ class _Explainer:
                               else "no adapted module in that layer")
                 out.append(Entry("layers_to_transform", index, n, reason))
         for entry in config.modules_to_save or ():
-            # PEFT's modules_to_save rule (utils.other._set_trainable): a plain suffix
-            n = sum(1 for name in self.all_module_names if name.endswith(entry))
+            n = sum(1 for name in self.all_module_names if peft_compat.matches_modules_to_save(entry, name))
             out.append(Entry("modules_to_save", entry, n, None if n else f"matches no module of {self.label}"))
         return out
 
@@ -424,7 +398,7 @@ class _Explainer:
 
     def _hint(self, entry: str) -> str:
         """``" (query_key_value is attention-qkv elsewhere; here: k_proj, q_proj, v_proj)"``, or close names."""
-        registry = load_registry()
+        registry = self.model_map.vocabulary
         short = entry.rsplit(".", 1)[-1]
         roles = {role for family in registry.names.values() for role, names in family.items() if short in names}
         related = roles | {registry.fused[r] for r in roles if r in registry.fused}
@@ -510,18 +484,6 @@ class _Explainer:
                    else "large, and rarely what a fine-tune needs")
             self.warnings.append(f"adapts {what} ({_n(len(names), 'leaf')}, e.g. {min(names)}, "
                                  f"{cost:,} trainable){through(names)}: {why}")
-
-
-def _rename_table(model_type: str) -> dict[str, str]:
-    """PEFT's ``{v4 module name: v5 parameter name}`` for MoE models of this type (empty if none or moved)."""
-    try:
-        from peft.utils.transformers_weight_conversion import (
-            _MODEL_TO_CONVERSION_PATTERN,
-            _MOE_TARGET_MODULE_MAPPING,
-        )
-    except Exception:
-        return {}
-    return dict(_MOE_TARGET_MODULE_MAPPING.get(_MODEL_TO_CONVERSION_PATTERN.get(model_type), {}) or {})
 
 
 def _n(count: int, word: str) -> str:

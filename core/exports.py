@@ -1,8 +1,7 @@
 """One resolution, written for the trainer the user has: axolotl, LLaMA-Factory, Unsloth or torchtune.
 
-Every exporter takes ``(resolution, config)``, where ``config`` is the ``peft.LoraConfig`` returned by
-``resolution.lora_config(...)`` (the single source of truth for ranks, alphas and targets), and
-returns a plain dict in the trainer's own option names, keys in a stable order. The exported
+Every exporter takes an ``AdapterPlan`` (``resolution.plan(settings)``: the single source of truth for
+ranks, alphas and targets) and returns a plain dict in the trainer's own option names, keys in a stable order. The exported
 options make the trainer adapt exactly the resolved set: where the trainer cannot express it, or
 a setting of ``config``, the exporter raises ``ConfigError`` saying what and what to do instead. It
 never widens or narrows the set. Option names and semantics follow the trainers' own code:
@@ -13,10 +12,14 @@ axolotl 0.19 (``utils/schemas/peft.py``, ``loaders/adapter.py``), LLaMA-Factory 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
+from . import peft_compat
 from .errors import ConfigError
-from .targeting import matches_list
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .plan import AdapterPlan
 
 # LoraConfig fields that describe the adapter file, not what gets adapted or how.
 _METADATA = frozenset(
@@ -27,9 +30,7 @@ _ROLE_FIELDS = {"r", "lora_alpha", "lora_dropout", "target_modules", "target_par
 
 def _refuse_unknown(config, trainer: str, handled: set[str]) -> None:
     """Refuse a non-default LoraConfig setting outside ``handled``: the export would drop it silently."""
-    from peft import LoraConfig
-
-    default = LoraConfig().to_dict()
+    default = peft_compat.lora_config_defaults()
     for key, value in config.to_dict().items():
         if key not in handled and key not in _METADATA and value != default.get(key):
             raise ConfigError(f"cannot write LoraConfig {key}={value!r} for {trainer}; use --format peft")
@@ -59,7 +60,7 @@ def _one_rank(config, trainer: str, option: str) -> None:
 
 
 # --------------------------------------------------------------------------- axolotl
-def axolotl(resolution, config) -> dict[str, Any]:
+def axolotl(plan: AdapterPlan) -> dict[str, Any]:
     """axolotl YAML options (``adapter: lora``, ``lora_*``, ``peft_*``).
 
     axolotl hands ``lora_target_modules`` (a list or a regex string) and ``lora_target_parameters``
@@ -70,6 +71,7 @@ def axolotl(resolution, config) -> dict[str, Any]:
     PEFT-only settings. (Dropout with ``target_parameters``, which its schema rejects, PEFT and so
     ``lora_config`` refuse already.)
     """
+    resolution, config = plan.resolution, plan.lora_config()
     name = "axolotl"
     _refuse_unknown(config, name, _ROLE_FIELDS | {"rank_pattern", "alpha_pattern", "use_dora", "use_rslora",
                                                   "init_lora_weights", "modules_to_save"})
@@ -102,7 +104,7 @@ def axolotl(resolution, config) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- LLaMA-Factory
-def llamafactory(resolution, config) -> dict[str, Any]:
+def llamafactory(plan: AdapterPlan) -> dict[str, Any]:
     """LLaMA-Factory arguments (``finetuning_type: lora``, ``lora_target``, ``lora_rank``, ...).
 
     ``lora_target`` is split on commas and given to PEFT as a list (name suffixes), or, for the
@@ -112,6 +114,7 @@ def llamafactory(resolution, config) -> dict[str, Any]:
     target_parameters), per-role ranks or alphas, leaves outside the language model, a fractional
     alpha, init other than the default or PiSSA, bias and other PEFT-only settings.
     """
+    resolution, config = plan.resolution, plan.lora_config()
     name = "LLaMA-Factory"
     _refuse_unknown(config, name, _ROLE_FIELDS | {"rank_pattern", "alpha_pattern", "use_dora", "use_rslora",
                                                   "init_lora_weights", "modules_to_save"})
@@ -157,7 +160,7 @@ def _comma_targets(resolution, config) -> list[str]:
     for targets in (suffixes, [leaf.name for leaf in resolution.leaves]):
         if not targets:
             continue
-        by_suffix = {n for n in names if matches_list(targets, n)}
+        by_suffix = {n for n in names if peft_compat.matches_target_modules(targets, n)}
         by_substring = {n for n in names if any(t in n for t in targets)}
         if by_suffix == selected == by_substring:
             return targets
@@ -168,7 +171,7 @@ def _comma_targets(resolution, config) -> list[str]:
 
 
 # --------------------------------------------------------------------------- Unsloth
-def unsloth(resolution, config) -> dict[str, Any]:
+def unsloth(plan: AdapterPlan) -> dict[str, Any]:
     """Keyword arguments for Unsloth's ``FastLanguageModel.get_peft_model`` (``FastModel`` takes the same).
 
     Unsloth passes an explicit ``target_modules`` list or regex and ``target_parameters`` to PEFT,
@@ -177,6 +180,7 @@ def unsloth(resolution, config) -> dict[str, Any]:
     weights on its own. Refuses: the embed and lm-head roles (Unsloth moves embed_tokens and
     lm_head to modules_to_save, trained whole, not with LoRA) and PEFT-only settings.
     """
+    resolution, config = plan.resolution, plan.lora_config()
     name = "Unsloth"
     _refuse_unknown(config, name, _ROLE_FIELDS | {"bias", "use_rslora", "init_lora_weights", "modules_to_save",
                                                   "loftq_config", "use_dora", "rank_pattern", "alpha_pattern"})
@@ -256,21 +260,21 @@ _TORCHTUNE_ATTENTION = {"attention-q": "q_proj", "attention-k": "k_proj", "atten
 _TORCHTUNE_MLP = {"ffn-gate", "ffn-up", "ffn-down"}
 
 
-def torchtune_builder(model_map) -> str:
+def torchtune_builder(model_map: Any) -> str:
     """The dotted path of the torchtune LoRA builder for this model's architecture and size."""
     config = model_map.config
-    shape = tuple(getattr(config, key, None) for key in _SHAPE)
+    shape = tuple(config.get(key) for key in _SHAPE)
     rows = [row for row in _TORCHTUNE_BUILDERS if row[0] == model_map.model_type and row[1] == shape]
     if not rows:
         known = model_map.model_type in {row[0] for row in _TORCHTUNE_BUILDERS}
         what = f"this {model_map.model_type} size ({', '.join(f'{k}={v}' for k, v in zip(_SHAPE, shape))})" if known \
             else f"model_type {model_map.model_type}"
         raise ConfigError(f"torchtune has no LoRA builder for {what}; use --format peft")
-    same_length = [row for row in rows if row[2] == getattr(config, "max_position_embeddings", None)]
+    same_length = [row for row in rows if row[2] == config.get("max_position_embeddings")]
     return "torchtune.models." + (same_length or rows)[0][3]
 
 
-def torchtune(resolution, config) -> dict[str, Any]:
+def torchtune(plan: AdapterPlan) -> dict[str, Any]:
     """A torchtune recipe's ``model:`` section: the LoRA builder and its arguments.
 
     torchtune adapts q_proj, k_proj, v_proj, output_proj (``lora_attn_modules``), the whole MLP
@@ -280,6 +284,7 @@ def torchtune(resolution, config) -> dict[str, Any]:
     layers, no attention role (the builders need one), lm-head on tied embeddings, per-role ranks,
     target_parameters, DoRA on the 405B builder, and every setting besides rank, alpha, dropout, DoRA.
     """
+    resolution, config = plan.resolution, plan.lora_config()
     name = "torchtune"
     _refuse_unknown(config, name, _ROLE_FIELDS | {"rank_pattern", "alpha_pattern", "use_dora"})
     builder = torchtune_builder(resolution.model_map)
@@ -297,7 +302,7 @@ def torchtune(resolution, config) -> dict[str, Any]:
             f"torchtune's apply_lora_to_mlp adapts gate, up and down together, so {', '.join(sorted(mlp))} alone "
             "cannot be expressed; select all of ffn or none of it"
         )
-    layers = resolution.model_map.config.num_hidden_layers
+    layers = resolution.model_map.config.get("num_hidden_layers")
     partial = [role for role, names in by_role.items() if role != "lm-head" and len(names) != layers]
     if partial:
         raise ConfigError(f"torchtune adapts a projection in all {layers} layers, but {partial[0]} is not in every layer; use --format peft")
@@ -305,7 +310,7 @@ def torchtune(resolution, config) -> dict[str, Any]:
     if not attention:
         raise ConfigError("torchtune's LoRA builders need at least one attention projection (lora_attn_modules); add q, k, v or o")
     output = "lm-head" in by_role
-    if output and getattr(resolution.model_map.config, "tie_word_embeddings", False):
+    if output and resolution.model_map.config.get("tie_word_embeddings"):
         raise ConfigError("torchtune cannot put LoRA on an output projection tied to the embedding (apply_lora_to_output); drop lm-head")
     if config.use_dora and builder.endswith("_405b"):
         raise ConfigError(f"{builder} takes no use_dora; drop DoRA or use --format peft")
@@ -319,7 +324,7 @@ def torchtune(resolution, config) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- registry and text
-EXPORTS: dict[str, Callable[[Any, Any], dict[str, Any]]] = {
+EXPORTS: dict[str, Callable[[AdapterPlan], dict[str, Any]]] = {
     "axolotl": axolotl,
     "llamafactory": llamafactory,
     "unsloth": unsloth,

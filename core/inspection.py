@@ -1,114 +1,98 @@
-"""``inspect``: every LoRA-targetable leaf of a model, with its role, shape, layer and scope."""
+"""``inspect``: every LoRA-targetable leaf of a model, with its role, shape, layer and scope.
+
+The flow: MODEL -> a module tree (from ``config.json`` through a plugin's ``lora_registry_module_tree``
+hook: the fast path; or from the model built on the meta device) -> the plugins' classification
+-> a ``ModelMap``, complete plain data whichever path made it, cached on disk where asked.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
-from .registry import Registry, load_registry
+from .registry import Registry
+from .tree import Leaf, ModuleTree
 
-# Children a PEFT tuner layer adds; they are adapter state, not part of the model.
-_ADAPTER_CHILDREN = frozenset(
-    {"base_layer", "lora_A", "lora_B", "lora_dropout", "lora_embedding_A", "lora_embedding_B",
-     "lora_magnitude_vector", "lora_variant"}
+if TYPE_CHECKING:  # pragma: no cover
+    from .host import PluginHost
+
+__all__ = ["Leaf", "ModelHandle", "ModelMap", "fast_map", "inspect", "verify_model_map"]
+
+#: The architecture sizes a ``ModelMap`` keeps from the config (as transformers names them; text config of a VLM).
+CONFIG_KEYS = (
+    "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+    "vocab_size", "max_position_embeddings", "tie_word_embeddings",
 )
+_MAP_FORMAT = 1  # bumped when the serialised form changes
+
+
+class ModelHandle:
+    """The ``nn.Module`` behind a map: the one given or built, or a way to build it when first asked.
+
+    Only ``explain`` and PEFT checks need the module; a map from the fast path or the cache builds it
+    on the meta device the first time ``module`` is read.
+    """
+
+    def __init__(self, module: Any = None, build: Callable[[], Any] | None = None) -> None:
+        self._module = module
+        self._build = build
+
+    @property
+    def built(self) -> bool:
+        """True when the module exists already."""
+        return self._module is not None
+
+    def module(self) -> Any:
+        """The module (built now if it was not)."""
+        if self._module is None and self._build is not None:
+            self._module = self._build()
+        return self._module
 
 
 @dataclass(frozen=True)
-class Leaf:
-    """One LoRA-targetable leaf: a Linear-like module, an embedding or conv, or a parameter (3-D experts, routers).
-
-    ``shape`` is ``[out_features, in_features]`` for Linear-like modules (GPT-2's transposed
-    ``Conv1D`` included), ``[num_embeddings, dim]`` for embeddings, and the tensor's shape for
-    convs and parameters. ``path`` pairs each dotted component with the class of the module there.
-    """
-
-    name: str
-    kind: str  # "module" | "parameter"
-    lora_type: str  # "linear" | "embedding" | "conv" | "parameter"
-    shape: tuple[int, ...]
-    layer: int | None
-    scope: str
-    module_class: str
-    path: tuple[tuple[str, str], ...] = field(repr=False, default=())
-    kernel: tuple[int, ...] = field(repr=False, default=())
-
-    @property
-    def short_name(self) -> str:
-        """The last dotted component (``q_proj``, ``gate_up_proj``)."""
-        return self.name.rsplit(".", 1)[-1]
-
-    @property
-    def stack(self) -> str | None:
-        """The layer stack the leaf sits in (``model.layers``, ``encoder.block``), or ``None`` outside one."""
-        if self.layer is None:
-            return None
-        for i, (component, _) in enumerate(self.path):
-            if i > 0 and component == str(self.layer):
-                return ".".join(c for c, _ in self.path[:i])
-        return None  # pragma: no cover - layer always comes from a path component
-
-    @property
-    def parent_classes(self) -> tuple[str, ...]:
-        """Classes of the enclosing modules, outermost first."""
-        return tuple(cls for _, cls in self.path[:-1])
-
-    @property
-    def path_classes(self) -> tuple[tuple[str, str], ...]:
-        """``(component, class name)`` pairs from the root down to the leaf."""
-        return self.path
-
-    def lora_parameters(self, r: int) -> int:
-        """Trainable parameters PEFT's LoRA adds to this leaf at rank ``r``."""
-        if self.lora_type == "parameter":
-            # ParamWrapper: lora_A (r*E, in), lora_B (out, r*E) for (E, out, in); plain r*(in+out) for 2-D.
-            experts = self.shape[0] if len(self.shape) == 3 else 1
-            return r * experts * (self.shape[-1] + self.shape[-2])
-        if self.lora_type == "conv":
-            out_ch, in_ch = self.shape[0], self.shape[1]
-            kernel = 1
-            for k in self.shape[2:]:
-                kernel *= k
-            return r * in_ch * kernel + out_ch * r
-        return r * (self.shape[0] + self.shape[1])
-
-    def to_dict(self, role: str | None) -> dict[str, Any]:
-        """The JSON shape of one leaf in ``ModelMap.to_dict()``."""
-        return {
-            "name": self.name,
-            "role": role,
-            "kind": self.kind,
-            "shape": list(self.shape),
-            "layer": self.layer,
-            "scope": self.scope,
-        }
-
-
-@dataclass
 class ModelMap:
-    """The result of ``inspect``: every targetable leaf and the role the answering plugin gave it."""
+    """The result of ``inspect``: every targetable leaf and the role the answering plugin gave it.
+
+    Plain data: the same whether it came from ``config.json`` alone, the built model or the cache.
+    ``tree`` holds every module and parameter (names, classes, shapes); ``config`` the architecture
+    sizes (``CONFIG_KEYS``); ``declines`` the plugins that said "not mine" and why. ``module`` is a
+    handle to the ``nn.Module`` (built on first use where the map came from the fast path or cache).
+    """
 
     model: str
     model_type: str
     plugin: str
-    leaves: list[Leaf]
-    roles: dict[str, str | None]
-    warnings: list[str] = field(default_factory=list)
+    leaves: tuple[Leaf, ...]
+    roles: Mapping[str, str | None]
+    tree: ModuleTree = field(repr=False)
+    warnings: tuple[str, ...] = ()
     base_parameters: int = 0
-    module: Any = field(default=None, repr=False)
-    config: Any = field(default=None, repr=False)
-    all_module_names: tuple[str, ...] = field(default=(), repr=False)
     #: why a leaf has no role, where the answering plugin said (``Null(reason)``)
-    null_reasons: dict[str, str] = field(default_factory=dict)
-    #: every parameter name, where ``module`` is absent (the fast path); ``module.named_parameters()`` otherwise
-    parameter_names: tuple[str, ...] = field(default=(), repr=False)
-    #: module names PEFT rewrites into expert parameters, where known without importing PEFT (the fast path)
-    peft_renamed: frozenset[str] | None = field(default=None, repr=False)
+    null_reasons: Mapping[str, str] = field(default_factory=dict)
+    config: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    declines: Mapping[str, str] = field(default_factory=dict, repr=False)
+    registry: Registry | None = field(default=None, compare=False, repr=False)
+    handle: ModelHandle | None = field(default=None, compare=False, repr=False)
 
-    def role_of(self, name: str) -> str | None:
-        """The role of leaf ``name`` (``None`` when it has none)."""
-        return self.roles.get(name)
+    # ------------------------------------------------------------------ the module, when needed
+    @property
+    def module(self) -> Any:
+        """The ``nn.Module`` (meta device), built now if this map came from the fast path or the cache."""
+        return self.handle.module() if self.handle is not None else None
 
+    @property
+    def all_module_names(self) -> tuple[str, ...]:
+        """Every module name, ``named_modules()`` order (the bare model's names)."""
+        return self.tree.module_names()
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        """Every parameter name, ``named_parameters()`` order (the bare model's names)."""
+        return self.tree.parameter_names()
+
+    # ------------------------------------------------------------------ queries
     def leaves_with_role(self, role: str, scopes: tuple[str, ...] = ("language",)) -> list[Leaf]:
         """Leaves of ``role`` within ``scopes``, in model order."""
         return [leaf for leaf in self.leaves if self.roles.get(leaf.name) == role and leaf.scope in scopes]
@@ -116,17 +100,23 @@ class ModelMap:
     def present_roles(self, scopes: tuple[str, ...] = ("language",)) -> list[str]:
         """Roles that at least one leaf in ``scopes`` has, in vocabulary order."""
         found = {self.roles.get(leaf.name) for leaf in self.leaves if leaf.scope in scopes}
-        return [role for role in load_registry().roles if role in found]
+        return [role for role in self.vocabulary.roles if role in found]
+
+    @property
+    def vocabulary(self) -> Registry:
+        """The registry this map was classified with (the built-in one for a map read back from JSON)."""
+        if self.registry is not None:
+            return self.registry
+        from .registry import load_registry
+
+        return load_registry()
 
     def parameter_totals(self) -> dict[str, int]:
         """Base-model parameters held by the leaves of each role (``null`` for leaves with no role)."""
         totals: dict[str, int] = {}
         for leaf in self.leaves:
             key = self.roles.get(leaf.name) or "null"
-            count = 1
-            for dim in leaf.shape:
-                count *= dim
-            totals[key] = totals.get(key, 0) + count
+            totals[key] = totals.get(key, 0) + leaf.numel
         return totals
 
     def to_dict(self) -> dict[str, Any]:
@@ -138,6 +128,49 @@ class ModelMap:
             "modules": [leaf.to_dict(self.roles.get(leaf.name)) for leaf in self.leaves],
         }
 
+    # ------------------------------------------------------------------ serialisation (the cache)
+    def to_json(self) -> dict[str, Any]:
+        """Everything but the label, registry and module handle, JSON-ready (``from_json`` reads it back)."""
+        return {
+            "format": _MAP_FORMAT,
+            "model_type": self.model_type,
+            "plugin": self.plugin,
+            "roles": [self.roles.get(leaf.name) for leaf in self.leaves],
+            "null_reasons": dict(self.null_reasons),
+            "warnings": list(self.warnings),
+            "base_parameters": self.base_parameters,
+            "config": dict(self.config),
+            "declines": dict(self.declines),
+            "tree": self.tree.to_dict(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], *, model: str, registry: Registry,
+                  handle: ModelHandle | None = None) -> ModelMap:
+        """Read ``to_json()``'s form back; the leaves are derived from the tree again (one rule)."""
+        if data.get("format") != _MAP_FORMAT:
+            raise ValueError("another map format")
+        tree = ModuleTree.from_dict(data["tree"])
+        leaves = tuple(tree.leaves(registry))
+        roles = data["roles"]
+        if len(roles) != len(leaves):
+            raise ValueError("roles do not match the leaves")
+        return cls(
+            model=model,
+            model_type=data["model_type"],
+            plugin=data["plugin"],
+            leaves=leaves,
+            roles={leaf.name: role for leaf, role in zip(leaves, roles)},
+            tree=tree,
+            warnings=tuple(data["warnings"]),
+            base_parameters=int(data["base_parameters"]),
+            null_reasons=dict(data["null_reasons"]),
+            config=dict(data["config"]),
+            declines=dict(data["declines"]),
+            registry=registry,
+            handle=handle,
+        )
+
 
 def inspect(
     model: Any,
@@ -145,169 +178,195 @@ def inspect(
     trust_remote_code: bool = False,
     plugin_manager: Any = None,
     plugin: str | None = None,
+    fast: bool = False,
+    cache: bool = False,
+    revision: str | None = None,
 ) -> ModelMap:
     """Map every LoRA-targetable leaf of MODEL onto its role.
 
     MODEL is anything ``load_model`` accepts: a model_type, a ``config.json`` path or its folder,
-    a cached hub id, a ``PretrainedConfig`` or a built ``nn.Module`` (PEFT-wrapped too).
-    ``plugin_manager`` defaults to ``get_plugin_manager()``; ``plugin`` forces one plugin by name.
+    a hub id (``owner/name``, optionally ``@revision``), a ``PretrainedConfig`` or a built ``nn.Module``
+    (PEFT-wrapped too). ``plugin_manager`` is a ``PluginHost`` (default: ``get_plugin_host()``);
+    ``plugin`` forces one plugin by name.
+
+    ``fast=True`` answers from ``config.json`` alone where a plugin describes the model's tree
+    (no torch, no transformers); ``cache=True`` reads and writes the on-disk cache
+    (``lora_registry.cache``). Both only apply to a path, hub id or model_type.
     """
+    from .host import NeedsModule, as_host
+
+    host = as_host(plugin_manager)
+    if isinstance(model, ModelMap):
+        return model
+    if isinstance(model, os.PathLike):
+        model = os.fspath(model)
+    key = None
+    if isinstance(model, str) and (fast or cache):
+        from . import cache as disk
+        from .loading import read_source
+
+        source = read_source(model, revision=revision)
+        if source is not None:
+            if cache and disk.enabled():
+                key = disk.map_key(source, host, plugin=plugin, trust_remote_code=trust_remote_code)
+                found = disk.load_map(key, model=source.label, registry=host.registry,
+                                      handle=_lazy_handle(model, trust_remote_code, host, revision))
+                if found is not None:
+                    return found
+            if fast and source.data is not None:
+                try:
+                    mapped = _from_tree(source.label, source.data, host, plugin, trust_remote_code, revision)
+                except NeedsModule:
+                    mapped = None
+                if mapped is not None:
+                    if key is not None:
+                        disk.store_map(key, mapped)
+                    return mapped
     from .loading import load_model
-    from .manager import classify, get_plugin_manager, plugin_registry
 
-    pm = plugin_manager if plugin_manager is not None else get_plugin_manager()
-    loaded = load_model(model, trust_remote_code=trust_remote_code, plugin_manager=pm)
-    registry, warnings = plugin_registry(pm)
-    leaves = list(collect_leaves(loaded.model, registry))
-    answer = classify(
-        pm,
-        model_type=loaded.model_type,
-        config=loaded.config,
-        leaves=leaves,
-        model=loaded.model,
-        registry=registry,
-        forced=plugin,
-    )
-    names = tuple(name for name, _ in loaded.model.named_modules())
-    return ModelMap(
-        model=loaded.label,
-        model_type=loaded.model_type,
-        plugin=answer.plugin,
-        leaves=leaves,
-        roles=answer.roles,
-        warnings=warnings + answer.warnings,
-        base_parameters=sum(p.numel() for p in loaded.model.parameters()),
-        module=loaded.model,
-        config=loaded.config,
-        all_module_names=names,
-        null_reasons=answer.null_reasons,
-    )
+    loaded = load_model(model, trust_remote_code=trust_remote_code, plugin_manager=host, revision=revision)
+    mapped = _from_module(loaded, host, plugin)
+    if key is not None:
+        from . import cache as disk
+
+        disk.store_map(key, mapped)
+    return mapped
 
 
-def collect_leaves(model: Any, registry: Registry | None = None) -> Iterator[Leaf]:
-    """Walk ``model`` like ``named_modules()`` does (each module once) and yield its targetable leaves.
+def fast_map(model: str, plugin_manager: Any = None, *, plugin: str | None = None, trust_remote_code: bool = False,
+             revision: str | None = None) -> ModelMap | None:
+    """The map from ``config.json`` alone (no cache), or ``None`` where no plugin models this config exactly."""
+    from .host import NeedsModule, as_host
+    from .loading import read_source
 
-    PEFT tuner layers are seen through to their base layer, so an already-adapted model maps
-    onto the same names as the bare one.
-    """
-    registry = registry or load_registry()
-    seen: set[int] = set()
-    yield from _walk(model, (), None, seen, _scope_words(registry))
-
-
-def _walk(module, path, layer, seen, scope_words) -> Iterator[Leaf]:
-    import torch.nn as nn
-
-    if id(module) in seen:
-        return
-    seen.add(id(module))
-    is_tuner = _is_tuner_layer(module)
-    if is_tuner:
-        module = module.get_base_layer()
-    lora_type = _lora_type(module)
-    if lora_type is not None and path:
-        yield _module_leaf(module, path, layer, lora_type, scope_words)
-        return
-    for pname, param in module.named_parameters(recurse=False):
-        if path and _is_parameter_leaf(pname, param):
-            ppath = path + ((pname, "Parameter"),)
-            yield Leaf(
-                name=_join(ppath),
-                kind="parameter",
-                lora_type="parameter",
-                shape=tuple(param.shape),
-                layer=layer,
-                scope=_scope(ppath, scope_words),
-                module_class=type(module).__name__,
-                path=ppath,
-            )
-    for child_name, child in module._modules.items():
-        if child is None or (is_tuner and child_name in _ADAPTER_CHILDREN):
-            continue
-        child_layer = layer
-        if layer is None and child_name.isdigit() and isinstance(module, nn.ModuleList):
-            child_layer = int(child_name)
-        yield from _walk(child, path + ((child_name, type(_base(child)).__name__),), child_layer, seen, scope_words)
-
-
-def _module_leaf(module, path, layer, lora_type, scope_words) -> Leaf:
-    if lora_type == "embedding":
-        shape = (module.num_embeddings, module.embedding_dim)
-    elif lora_type == "conv":
-        shape = tuple(module.weight.shape)
-    elif hasattr(module, "nf") and type(module).__name__ == "Conv1D":  # GPT-2's transposed Linear
-        shape = (module.weight.shape[1], module.weight.shape[0])
-    else:
-        shape = (module.out_features, module.in_features)
-    return Leaf(
-        name=_join(path),
-        kind="module",
-        lora_type=lora_type,
-        shape=tuple(int(s) for s in shape),
-        layer=layer,
-        scope=_scope(path, scope_words),
-        module_class=type(module).__name__,
-        path=path,
-    )
-
-
-def _lora_type(module) -> str | None:
-    import torch.nn as nn
-
-    if isinstance(module, nn.Linear):
-        return "linear"
-    if type(module).__name__ == "Conv1D" and type(module).__module__.startswith("transformers"):
-        return "linear"
-    if isinstance(module, nn.Embedding):
-        return "embedding"
-    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-        return "conv"
-    return None
-
-
-def _is_parameter_leaf(name: str, param) -> bool:
-    # 3-D tensors are stacked experts; a bare 2-D "weight" belongs to a custom Linear-like module (routers).
-    if "bias" in name:
-        return False
-    if param.dim() == 3:
-        return True
-    return param.dim() == 2 and (name == "weight" or name.endswith("_weight"))
-
-
-def _is_tuner_layer(module) -> bool:
+    host = as_host(plugin_manager)
+    source = read_source(os.fspath(model), revision=revision)
+    if source is None or source.data is None:
+        return None
     try:
-        from peft.tuners.tuners_utils import BaseTunerLayer
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(module, BaseTunerLayer)
+        return _from_tree(source.label, source.data, host, plugin, trust_remote_code, revision)
+    except NeedsModule:
+        return None
 
 
-def _base(module):
-    return module.get_base_layer() if _is_tuner_layer(module) else module
+# ----------------------------------------------------------------------------- the two paths
+def _from_module(loaded: Any, host: PluginHost, plugin: str | None) -> ModelMap:
+    """The map of a built (or given) model."""
+    tree = ModuleTree.from_module(loaded.model)
+    return _classified(loaded.label, loaded.model_type, loaded.config, tree, loaded.model, host, plugin,
+                       ModelHandle(loaded.model), list(loaded.warnings))
 
 
-def _scope_words(registry: Registry) -> tuple[dict[str, str], tuple[tuple[str, str], ...]]:
-    words, suffixes = {}, []
-    for scope, keys in registry.scopes.items():
-        for key in keys:
-            if key.startswith("*"):
-                suffixes.append((key[1:], scope))  # "*ctcencoder": a class name ending so
-            else:
-                words[key] = scope
-    return words, tuple(suffixes)
+def _from_tree(label: str, data: Mapping[str, Any], host: PluginHost, plugin: str | None,
+               trust_remote_code: bool, revision: str | None) -> ModelMap | None:
+    """The map from ``config.json`` alone, where a plugin's ``lora_registry_module_tree`` answers; else ``None``."""
+    model_type = data.get("model_type")
+    if not isinstance(model_type, str) or not model_type:
+        return None
+    found = host.module_tree(model_type, data)
+    if found is None:
+        return None
+    tree, _ = found
+    config = ConfigView(model_type, tree.config)
+    return _classified(label, model_type, config, tree, None, host, plugin,
+                       _lazy_handle(label, trust_remote_code, host, revision), [], fast=True)
 
 
-def _scope(path, scope_words) -> str:
-    # The innermost listed component wins: a projector inside a vision tower (Qwen2-VL's merger) is a projector.
-    words, suffixes = scope_words
-    scope = "language"
-    for component, cls in path:
-        cls = cls.lower()
-        found = words.get(component.lower()) or words.get(cls)
-        found = found or next((s for suffix, s in suffixes if cls.endswith(suffix)), None)
-        scope = found or scope
-    return scope
+def _classified(label: str, model_type: str, config: Any, tree: ModuleTree, model: Any, host: PluginHost,
+                plugin: str | None, handle: ModelHandle, notes: list[str], fast: bool = False) -> ModelMap:
+    registry = host.registry
+    leaves = tree.leaves(registry)
+    answer = host.classify(model_type=model_type, config=config, leaves=leaves, model=model, tree=tree,
+                           forced=plugin, fast=fast)
+    return ModelMap(
+        model=label,
+        model_type=model_type,
+        plugin=answer.plugin,
+        leaves=tuple(leaves),
+        roles=answer.roles,
+        tree=tree,
+        warnings=tuple([*host.registry_warnings, *notes, *answer.warnings]),
+        base_parameters=tree.parameter_count(),
+        null_reasons=answer.null_reasons,
+        config=config_summary(config),
+        declines=answer.declines,
+        registry=registry,
+        handle=handle,
+    )
 
 
-def _join(path) -> str:
-    return ".".join(component for component, _ in path)
+def _lazy_handle(label: str, trust_remote_code: bool, host: PluginHost, revision: str | None) -> ModelHandle:
+    def build() -> Any:
+        from .loading import load_model
+
+        return load_model(label, trust_remote_code=trust_remote_code, plugin_manager=host, revision=revision).model
+
+    return ModelHandle(build=build)
+
+
+class ConfigView:
+    """The config values a plugin's module tree recorded, read as attributes (what classification sees on the fast path)."""
+
+    def __init__(self, model_type: str, values: Mapping[str, Any]) -> None:
+        self.__dict__.update(values)
+        self.model_type = model_type
+
+    def to_dict(self) -> dict[str, Any]:
+        """The values as a dict."""
+        return dict(self.__dict__)
+
+
+def config_summary(config: Any) -> dict[str, Any]:
+    """``CONFIG_KEYS`` of a config (the text config of a composite one), ``None`` where it has no such value."""
+    if config is None:
+        return {}
+    text = config.get_text_config() if callable(getattr(config, "get_text_config", None)) else config
+    out: dict[str, Any] = {"model_type": getattr(config, "model_type", None)}
+    for key in CONFIG_KEYS:
+        value = getattr(text, key, None)
+        if value is None and key == "tie_word_embeddings":
+            value = getattr(config, key, None)
+        out[key] = value if isinstance(value, (int, float, str, bool)) or value is None else None
+    return out
+
+
+# ----------------------------------------------------------------------------- --verify
+def verify_model_map(fast: ModelMap, slow: ModelMap) -> None:
+    """Check a fast-path (or cached) map against the one from the built model; ``ModelLoadError`` names the first difference."""
+    from .errors import ModelLoadError
+
+    def fail(what: str) -> None:
+        raise ModelLoadError(f"{slow.model}: --verify: the fast path differs from the model transformers builds: {what}")
+
+    fast_leaves = {leaf.name: leaf for leaf in fast.leaves}
+    slow_leaves = {leaf.name: leaf for leaf in slow.leaves}
+    for name in slow_leaves:
+        if name not in fast_leaves:
+            fail(f"the model has {name!r}, the fast path does not")
+    for name, leaf in fast_leaves.items():
+        other = slow_leaves.get(name)
+        if other is None:
+            fail(f"the fast path has {name!r}, the model does not")
+            continue
+        for attr in ("kind", "lora_type", "shape", "layer", "scope"):
+            if getattr(leaf, attr) != getattr(other, attr):
+                fail(f"{name} {attr} is {getattr(other, attr)!r}, the fast path says {getattr(leaf, attr)!r}")
+        if fast.roles.get(name) != slow.roles.get(name):
+            fail(f"{name} has role {slow.roles.get(name)!r}, the fast path says {fast.roles.get(name)!r}")
+    if [leaf.name for leaf in fast.leaves] != [leaf.name for leaf in slow.leaves]:
+        fail("the leaves come in another order")
+    if fast.all_module_names != slow.all_module_names:
+        diff = next(iter(sorted(set(fast.all_module_names) ^ set(slow.all_module_names))), "(order)")
+        fail(f"module names differ at {diff!r}")
+    if fast.parameter_names != slow.parameter_names:
+        diff = next(iter(sorted(set(fast.parameter_names) ^ set(slow.parameter_names))), "(order)")
+        fail(f"parameter names differ at {diff!r}")
+    if fast.base_parameters != slow.base_parameters:
+        fail(f"base parameters {slow.base_parameters:,}, the fast path says {fast.base_parameters:,}")
+    if (fast.plugin, fast.model_type) != (slow.plugin, slow.model_type):
+        fail(f"plugin {slow.plugin!r} for {slow.model_type!r}, the fast path says {fast.plugin!r} for {fast.model_type!r}")
+
+
+def with_label(model_map: ModelMap, label: str) -> ModelMap:
+    """The same map under another label (the path or id the user typed)."""
+    return replace(model_map, model=label)

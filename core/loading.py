@@ -8,7 +8,8 @@ import functools
 import json
 import os
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ _COUNT_FIELDS = (
 _COUNT_LIMIT = 10_000
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoadedModel:
     """A model ready to inspect: the module, its config (if any), its model_type and a display label."""
 
@@ -38,9 +39,25 @@ class LoadedModel:
     config: Any
     model_type: str
     label: str
+    #: what loading assumed or noticed (one line each), carried into the map's warnings
+    warnings: tuple[str, ...] = ()
 
 
-def load_model(source: Any, *, trust_remote_code: bool = False, plugin_manager: Any = None) -> LoadedModel:
+@dataclass(frozen=True)
+class ConfigSource:
+    """MODEL as text, read without torch or transformers: its label, its ``config.json`` data, and what keys a cache entry.
+
+    ``data`` is the parsed ``config.json`` (``None`` for a bare model_type, whose defaults only
+    transformers knows); ``key`` identifies the config's content for the cache.
+    """
+
+    label: str
+    data: Mapping[str, Any] | None
+    key: Mapping[str, Any] = field(default_factory=dict)
+
+
+def load_model(source: Any, *, trust_remote_code: bool = False, plugin_manager: Any = None,
+               revision: str | None = None) -> LoadedModel:
     """Build (or unwrap) MODEL on the meta device.
 
     ``source`` may be an ``nn.Module`` (PEFT-wrapped or not), a ``PretrainedConfig``, a path to a
@@ -69,7 +86,7 @@ def load_model(source: Any, *, trust_remote_code: bool = False, plugin_manager: 
     return LoadedModel(build_model(config, trust_remote_code), config, config.model_type, source)
 
 
-@dataclass
+@dataclass(frozen=True)
 class PluginModel:
     """A model a plugin built for a model_type transformers does not know."""
 
@@ -82,25 +99,47 @@ def build_with_plugin(plugin_manager: Any, model_type: str, data: dict, label: s
     """Ask plugins' ``lora_registry_build_model`` for ``model_type``; ``None`` when none builds it."""
     if plugin_manager is None:
         return None
-    import torch
+    from .host import as_host
 
-    for impl in reversed(plugin_manager.hook.lora_registry_build_model.get_hookimpls()):
-        kwargs = {"model_type": model_type, "config": data}
-        try:
-            with _quiet(), torch.device("meta"):
-                model = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
-        except Exception as exc:  # the plugin is the only way to build it: say which one failed
-            raise ModelLoadError(
-                f"{label}: plugin {impl.plugin_name!r} failed to build {model_type!r}: {_one_line(exc)}"
-            ) from None
-        if model is None:
-            continue
-        if not isinstance(model, torch.nn.Module):
-            raise ModelLoadError(
-                f"{label}: plugin {impl.plugin_name!r} built a {type(model).__name__}, not a torch.nn.Module"
-            )
-        return PluginModel(model, model_type, impl.plugin_name)
-    return None
+    built = as_host(plugin_manager).build_model(model_type, data, label)
+    return PluginModel(built[0], model_type, built[1]) if built is not None else None
+
+
+def read_source(source: str, *, revision: str | None = None) -> ConfigSource | None:
+    """MODEL read without torch or transformers, for the fast path and the cache; ``None`` if it cannot be.
+
+    A folder or ``config.json`` path and a hub id whose ``config.json`` is in the local cache give
+    their data; a bare name (a model_type) gives only its key. Anything odd gives ``None``: the
+    normal path then words the error.
+    """
+    import hashlib
+
+    if not isinstance(source, str) or not source.strip():
+        return None
+    try:
+        file = local_config_file(source)
+        if file is None and not _looks_like_path(source) and "/" in source:
+            file = cached_config_file(source)
+            if file is None:
+                return None
+    except ModelLoadError:
+        return None
+    if file is None:
+        if _looks_like_path(source) or not source.replace("_", "").replace("-", "").isalnum():
+            return None
+        return ConfigSource(source, None, {"model_type": source})
+    try:
+        raw = file.read_bytes()
+        data = json.loads(raw.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    key: dict[str, Any] = {"config": hashlib.sha256(raw).hexdigest()}
+    if "auto_map" in data:  # remote code: the code files are part of what gets built
+        key["code"] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                       for p in sorted(file.parent.glob("*.py")) if p.is_file()}
+    return ConfigSource(source, data, key)
 
 
 def load_config(source: str, *, trust_remote_code: bool = False, plugin_manager: Any = None):
@@ -119,7 +158,7 @@ def load_config(source: str, *, trust_remote_code: bool = False, plugin_manager:
         from transformers import AutoConfig
 
         try:
-            with _quiet():
+            with quiet():
                 return AutoConfig.for_model(source)
         except Exception as exc:  # transformers' own validators reject some of their defaults
             raise ModelLoadError(f"{source}: transformers cannot make its default config: {_one_line(exc)}") from None
@@ -161,7 +200,7 @@ def config_from_file(file: Path, trust_remote_code: bool, label: str | None = No
     if model_type in CONFIG_MAPPING:
         # Native classes win even where the config carries auto_map (Phi-3's does): no remote code runs.
         try:
-            with _quiet():
+            with quiet():
                 return CONFIG_MAPPING[model_type].from_dict(data)
         except Exception as exc:  # transformers raises many types for bad fields
             raise ModelLoadError(f"{label}: invalid {model_type} config: {_one_line(exc)}") from None
@@ -177,7 +216,7 @@ def config_from_file(file: Path, trust_remote_code: bool, label: str | None = No
         from transformers import AutoConfig
 
         try:
-            with _quiet():
+            with quiet():
                 return AutoConfig.from_pretrained(str(file.parent), trust_remote_code=True)
         except Exception as exc:
             raise ModelLoadError(f"{label}: remote config failed: {_one_line(exc)}") from None
@@ -215,7 +254,7 @@ def check_config_fields(data: dict, label: str, prefix: str = "") -> None:
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet() -> Iterator[None]:
     """No Python warnings and no transformers log lines: a bad config must cost one line on stderr, not three."""
     from transformers.utils import logging as hf_logging
 
@@ -259,7 +298,7 @@ def build_model(config, trust_remote_code: bool = False):
     first_error = None
     for build in builders:
         try:
-            with _quiet(), torch.device("meta"):
+            with quiet(), torch.device("meta"):
                 return build(config)
         except Exception as exc:  # a config transformers accepted but this class cannot build from
             first_error = first_error or exc

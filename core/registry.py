@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -21,7 +22,7 @@ SCOPES = ("language", "vision", "audio", "projector")
 REGISTRY_KEYS = ("schema", "roles", "aliases", "fused", "presets", "scopes", "names", "blocks", "architectures")
 FRAGMENT_KEYS = ("schema", "presets", "architectures")
 _PRESET_KEYS = ("description", "roles", "rank", "alpha", "rank_for", "alpha_for")
-_ARCHITECTURE_KEYS = ("plugin", "layers", "layer_roles", "model_roles")
+_ARCHITECTURE_KEYS = ("layers", "layer_roles", "model_roles")
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,6 @@ class Architecture:
     layers: tuple[str, ...]  # the layer stack(s): "model.layers", or encoder and decoder stacks
     layer_roles: Mapping[str, tuple[str, ...]]
     model_roles: Mapping[str, tuple[str, ...]]
-    plugin: str | None = None
     source: str = "registry.toml"
 
 
@@ -76,6 +76,27 @@ class Registry:
             blocks=self.blocks,
             architectures={**self.architectures, **extra["architectures"]},
         )
+
+    def digest(self) -> str:
+        """A digest of the whole registry's content (for cache keys): any change to roles, names or entries changes it."""
+        import hashlib
+        import json
+
+        def plain(value: Any) -> Any:
+            if isinstance(value, Mapping):
+                return {str(k): plain(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                return [plain(v) for v in value]
+            if hasattr(value, "__dataclass_fields__"):
+                return {k: plain(getattr(value, k)) for k in value.__dataclass_fields__ if k != "source"}
+            return value
+
+        cached = self.__dict__.get("_digest")
+        if cached is None:
+            text = json.dumps(plain({k: getattr(self, k) for k in self.__dataclass_fields__}), sort_keys=True)
+            cached = hashlib.sha256(text.encode()).hexdigest()
+            object.__setattr__(self, "_digest", cached)
+        return cached
 
 
 def builtin_registry_path() -> Path:
@@ -184,11 +205,19 @@ def _parse_fragment(data: Mapping[str, Any], source: str, known: set[str], alias
         }
         if not layer_roles:
             raise RegistryError(f"{where}.layer_roles is empty")
-        plugin = a.get("plugin")
-        if plugin is not None and not isinstance(plugin, str):
-            raise RegistryError(f"{where}.plugin must be a string")
-        architectures[model_type] = Architecture(model_type, layers, layer_roles, model_roles, plugin, source)
+        architectures[model_type] = Architecture(model_type, layers, layer_roles, model_roles, source)
     return {"presets": presets, "architectures": architectures}
+
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A user's TOML file (presets and architecture entries), with one-line errors naming it."""
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        raise RegistryError(f"{path}: cannot read presets file ({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RegistryError(f"{path}: invalid TOML: {exc}") from None
 
 
 def _check_keys(data: Any, allowed: tuple[str, ...], where: str, what: str) -> None:

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from .errors import RoleError
 from .registry import Registry
-
-# Roles that "all" leaves out on purpose: adapting them changes routing or the vocabulary.
-OPT_IN_ROLES = ("router", "embed", "lm-head")
-
 
 @dataclass(frozen=True)
 class RoleRequest:
@@ -18,11 +14,6 @@ class RoleRequest:
 
     written: str
     roles: tuple[str, ...]
-
-    @property
-    def is_alias(self) -> bool:
-        """True when the item names a group (an alias of more than one role)."""
-        return len(self.roles) > 1 or self.roles != (self.written,)
 
 
 def parse_roles(spec: str | Sequence[str], registry: Registry) -> list[RoleRequest]:

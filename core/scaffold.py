@@ -9,7 +9,6 @@ from typing import Any
 
 from .errors import PluginError
 from .inspection import ModelMap
-from .registry import load_registry
 
 _DIGITS = re.compile(r"(?<=[._])\d+(?=\.|$)")  # a layer or expert index: layers.3, expert_3
 
@@ -57,11 +56,11 @@ def scaffold(model_map: ModelMap, *, allow_plugin: bool = False) -> str:
         layer_roles[role][pattern] = None
     if not layer_roles:
         raise PluginError(f"{model_map.model_type}: no language-model layer leaf has a role; nothing to scaffold")
-    order = list(load_registry().roles)
+    order = list(model_map.vocabulary.roles)
     key = _toml_key(model_map.model_type)
     lines = [
         f"# Declarative entry for model_type {model_map.model_type!r}, written by `lora-registry scaffold`",
-        f"# from what the {model_map.plugin} plugin found in {model_map.model} ({type(model_map.module).__name__}).",
+        f"# from what the {model_map.plugin} plugin found in {model_map.model} ({model_map.tree.root_class}).",
         "# Review every line against the model's code before shipping it (registry.toml or a plugin's",
         "# lora_registry_registry_fragment hook). \"*\" matches a number (an expert index).",
         f"[architectures.{key}]",

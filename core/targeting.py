@@ -1,17 +1,15 @@
 """Exact, compact PEFT targets: the shortest name suffixes that match the selected set and nothing else.
 
-PEFT matches a ``target_modules`` list entry ``t`` against a module name ``n`` when ``n == t`` or
-``n.endswith("." + t)``; a string is a regex that must ``fullmatch``. ``target_parameters`` entries
-match parameter names the same way (no regex). A suffix like ``q_proj`` that also names a vision
-tower's module is therefore wrong; these helpers only emit targets proven exact against every
-name in the model.
+Under PEFT's matching rules (``peft_compat.matches_target_modules``: a list entry is a name or a
+dotted suffix of one, a string a regex that must match the whole name), a suffix like ``q_proj``
+that also names a vision tower's module is wrong; these helpers only emit targets proven exact
+against every name in the model.
 """
 
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 
 def exact_suffixes(selected: Sequence[str], universe: Iterable[str]) -> list[str] | None:
@@ -56,12 +54,7 @@ def exact_regex(selected: Sequence[str], universe: Iterable[str]) -> str:
     return _factor([re.escape(name) for name in chosen])
 
 
-def matches_list(targets: Sequence[str], name: str) -> bool:
-    """PEFT's list rule: ``name == t`` or ``name.endswith('.' + t)`` for some ``t``."""
-    return any(name == t or name.endswith("." + t) for t in targets)
-
-
-def _suffixes(name: str):
+def _suffixes(name: str) -> Iterator[str]:
     parts = name.split(".")
     for k in range(1, len(parts) + 1):
         tail = parts[-k:]
@@ -89,34 +82,3 @@ def _factor(patterns: Sequence[str]) -> str:
     head = r"\.".join(prefix)
     body = "(?:" + "|".join(rest) + ")"
     return head + r"\." + body if head else body
-
-
-@lru_cache(maxsize=None)
-def peft_renamed_leaves(model_type: str) -> frozenset[str]:
-    """Module names PEFT rewrites into expert parameters for this model_type.
-
-    With transformers 5, PEFT converts ``target_modules`` entries ending in the v4 MoE names
-    (``gate``, ``w1``/``w2``/``w3`` for Mixtral-like models; ``gate``, ``gate_proj``, ``up_proj``,
-    ``down_proj`` for Qwen2-MoE-like ones, DeepSeek included) into ``target_parameters`` of the
-    stacked experts, and turns a regex ``target_modules`` into bare leaf names first. A dense FFN's
-    ``down_proj`` in such a model would silently become the experts' ``down_proj``. Empty when PEFT
-    does no such conversion (or its private tables moved).
-    """
-    try:
-        from peft.utils.transformers_weight_conversion import (
-            _MODEL_TO_CONVERSION_PATTERN,
-            _MOE_TARGET_MODULE_MAPPING,
-        )
-        from transformers.conversion_mapping import get_checkpoint_conversion_mapping
-    except Exception:
-        return frozenset()
-    base = _MODEL_TO_CONVERSION_PATTERN.get(model_type)
-    mapping = _MOE_TARGET_MODULE_MAPPING.get(base) if base else None
-    if not mapping:
-        return frozenset()
-    try:
-        if get_checkpoint_conversion_mapping(model_type) is None:
-            return frozenset()
-    except Exception:
-        return frozenset()
-    return frozenset(mapping)

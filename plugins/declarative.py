@@ -7,11 +7,9 @@ from lora_registry.architectures import match_entry
 
 
 @hookimpl
-def lora_registry_model_types():
-    """Every model_type with an ``[architectures.*]`` entry in the built-in ``registry.toml``."""
-    from lora_registry.registry import load_registry
-
-    return sorted(load_registry().architectures)
+def lora_registry_model_types(registry):
+    """Every model_type with an ``[architectures.*]`` entry in the merged registry."""
+    return sorted(registry.architectures)
 
 
 @hookimpl(trylast=True)

@@ -31,10 +31,10 @@ def lora_registry_model_types():
 
 
 @hookimpl(trylast=True)
-def lora_registry_classify(config, leaves, model, registry):
-    """Classify every leaf; always answers."""
+def lora_registry_classify(config, leaves, tree, registry):
+    """Classify every leaf; always answers (from the module tree: no module needed)."""
     sizes = _Sizes(config)
-    special = _embedding_names(model)
+    special = _embedding_names(tree)
     classifier = _Classifier(registry, sizes, special)
     return {leaf.name: classifier.role(leaf) for leaf in leaves}
 
@@ -233,50 +233,32 @@ class _Classifier:
         return None
 
 
-def _embedding_names(model):
+def _embedding_names(tree):
     """``{name: "embed" | "lm-head"}`` for the model's own input and output embeddings."""
-    if model is None:
-        return {}
-    by_id = {}
-    for role, getter in (("embed", "get_input_embeddings"), ("lm-head", "get_output_embeddings")):
-        try:
-            module = getattr(model, getter)()
-        except Exception:  # some models raise NotImplementedError
-            module = None
-        if module is not None:
-            by_id.setdefault(id(module), role)
     out = {}
-    modules = dict(model.named_modules())
-    for name, module in modules.items():
-        role = by_id.get(id(module))
-        if role:
-            out[name] = role
+    if tree.input_embedding is not None:
+        out[tree.input_embedding] = "embed"
+    if tree.output_embedding is not None:
+        out.setdefault(tree.output_embedding, "lm-head")  # one module for both: it is the input embedding
     # transformers 5 gives T5's and BART's encoder and decoder their own embedding modules whose
     # weights are tied to `shared`; those run in forward, so they are the embed role and a LoRA on
     # `shared` alone would be a silent no-op.
-    import torch.nn as nn
-
     for name, role in list(out.items()):
         if role != "embed":
             continue
-        copies = [t for t in _tied_to(modules, name) if isinstance(modules.get(t), nn.Embedding)]
+        copies = [t for t in _tied_to(tree, name) if (node := tree.node(t)) is not None and node.kind == "embedding"]
         if copies:
             out[name] = Null(f"its weight is tied into {', '.join(copies)}, which run in forward instead")
             out.update(dict.fromkeys(copies, "embed"))
     return out
 
 
-def _tied_to(modules, source):
+def _tied_to(tree, source):
     """Names of modules whose weight transformers ties to ``<source>.weight`` (``_tied_weights_keys``)."""
     targets = []
-    for prefix, module in modules.items():
-        tied = getattr(module, "_tied_weights_keys", None)
-        if not isinstance(tied, dict):
-            continue
-        base = f"{prefix}." if prefix else ""
-        for target, src in tied.items():
-            if f"{base}{src}" == f"{source}.weight" and target.endswith(".weight"):
-                name = f"{base}{target[: -len('.weight')]}"
-                if name in modules and name not in targets:
-                    targets.append(name)
+    for target, src in tree.weight_ties.items():
+        if src == f"{source}.weight" and target.endswith(".weight"):
+            name = target[: -len(".weight")]
+            if tree.node(name) is not None and name not in targets:
+                targets.append(name)
     return targets

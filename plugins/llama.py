@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from lora_registry import hookimpl
-from lora_registry.architectures import attention_shapes, classify_family, gated_ffn_shapes, vocab_shapes
+from lora_registry.architectures import (
+    DECODER_KEYS,
+    ConfigCheck,
+    DecoderFamily,
+    attention_shapes,
+    classify_family,
+    decoder_settings,
+    decoder_tree,
+    gated_ffn_shapes,
+    plain_llama3_rope,
+    vocab_shapes,
+)
 
 MODEL_TYPES = ("llama",)
+FAMILY = DecoderFamily("Llama", qkv_bias="attention_bias", o_bias="attention_bias", mlp_bias="mlp_bias")
+#: transformers' LlamaConfig defaults the tree depends on (tests/test_fastpath.py holds them equal)
+CHECK = ConfigCheck(
+    keys={**DECODER_KEYS, "rope_scaling": lambda v: v is None or plain_llama3_rope(v)},
+    head="LlamaForCausalLM",
+    defaults=dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                  num_attention_heads=32, num_key_value_heads=None, head_dim=None, tie_word_embeddings=False,
+                  attention_bias=False, mlp_bias=False, max_position_embeddings=2048, hidden_act="silu"),
+    extra=lambda data, cfg: decoder_settings(data, cfg),
+)
 
 
 @hookimpl
@@ -15,8 +39,19 @@ def lora_registry_model_types():
 
 
 @hookimpl
+def lora_registry_module_tree(model_type: str, config: Mapping[str, Any]):
+    """The LlamaForCausalLM tree from config.json alone, where every key is one this plugin models."""
+    if model_type not in MODEL_TYPES:
+        return None
+    settings = CHECK.settings(config)
+    if settings is None:
+        return None
+    return decoder_tree(FAMILY, settings, activation=settings["hidden_act"])
+
+
+@hookimpl
 def lora_registry_classify(model_type, config, leaves, registry):
-    """Answer for ``llama`` when the built model has exactly the leaves its config predicts."""
+    """Answer for ``llama`` when the model has exactly the leaves its config predicts (else decline)."""
     return classify_family("llama", MODEL_TYPES, model_type, config, leaves, registry, dense_shapes)
 
 

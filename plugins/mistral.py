@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from lora_registry import hookimpl
 from lora_registry.architectures import (
+    DECODER_KEYS,
+    ConfigCheck,
+    DecoderFamily,
     attention_shapes,
     classify_family,
+    decoder_settings,
+    decoder_tree,
     gated_ffn_shapes,
     stacked_experts_shapes,
     vocab_shapes,
 )
 
 MODEL_TYPES = ("mistral", "mixtral")
+FAMILIES = {"mistral": DecoderFamily("Mistral"), "mixtral": DecoderFamily("Mixtral", mlp="mixtral")}
+_COMMON = dict(vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+               num_attention_heads=32, num_key_value_heads=8, head_dim=None, tie_word_embeddings=False,
+               max_position_embeddings=131072, hidden_act="silu")
+#: transformers' MistralConfig / MixtralConfig defaults the trees depend on
+CHECKS = {
+    "mistral": ConfigCheck(DECODER_KEYS, "MistralForCausalLM", _COMMON, extra=lambda d, c: decoder_settings(d, c)),
+    "mixtral": ConfigCheck(DECODER_KEYS, "MixtralForCausalLM", {**_COMMON, "num_local_experts": 8},
+                           extra=lambda d, c: decoder_settings(d, c, moe=True)),
+}
 
 
 @hookimpl
@@ -21,8 +39,20 @@ def lora_registry_model_types():
 
 
 @hookimpl
+def lora_registry_module_tree(model_type: str, config: Mapping[str, Any]):
+    """The Mistral / Mixtral tree from config.json alone, where every key is one this plugin models."""
+    if model_type not in MODEL_TYPES:
+        return None
+    settings = CHECKS[model_type].settings(config)
+    if settings is None:
+        return None
+    values = {**settings, "num_experts": settings.get("num_local_experts")} if model_type == "mixtral" else settings
+    return decoder_tree(FAMILIES[model_type], settings, activation=settings["hidden_act"], config=values)
+
+
+@hookimpl
 def lora_registry_classify(model_type, config, leaves, registry):
-    """Answer for mistral and mixtral when the model has exactly the leaves the config predicts."""
+    """Answer for mistral and mixtral when the model has exactly the leaves the config predicts (else decline)."""
     return classify_family("mistral", MODEL_TYPES, model_type, config, leaves, registry, shapes)
 
 

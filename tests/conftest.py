@@ -1,27 +1,16 @@
-"""Shared helpers: real transformers, torch and PEFT on the meta device; no mocks."""
+"""pytest set-up: the built-ins-only plugin host fixture, the --sweep option, a private map cache. Helpers live in helpers.py."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Every test runs against a cache folder of its own session, never the user's."""
+    import os
 
-
-def apply_peft(resolution, r=8, ranks=None, alphas=None):
-    """Apply the emitted LoraConfig with PEFT; return (targeted keys, trainable parameter count, peft model)."""
-    from lora_registry.coverage import peft_check
-
-    result = peft_check(resolution, r=r, ranks=ranks, alphas=alphas)
-    return result.targeted, result.trainable, result.model
-
-
-def expected_keys(resolution):
-    """The keys PEFT should report: module names, or parameter names for parameter targets."""
-    return set(resolution.target_keys().values())
+    os.environ["LORA_REGISTRY_CACHE_DIR"] = str(tmp_path_factory.mktemp("lora-registry-cache"))
+    yield
 
 
 @pytest.fixture(scope="session")

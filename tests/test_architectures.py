@@ -10,7 +10,7 @@ from transformers import AutoConfig
 
 import lora_registry as lr
 from lora_registry.coverage import peft_check
-from conftest import FIXTURES
+from helpers import FIXTURES
 
 
 def _roles_in_layer(model_map, layer, scope="language"):

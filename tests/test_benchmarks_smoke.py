@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 
-from conftest import FIXTURES, ROOT
+from helpers import FIXTURES, ROOT
 
 
 def test_speed_quick_runs_and_reports_every_section():

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lora_registry.cli import app
-from conftest import EXAMPLES, FIXTURES, apply_peft
+from helpers import EXAMPLES, FIXTURES, apply_peft
 
 runner = CliRunner()
 LLAMA = str(EXAMPLES / "llama-3.1-8b")

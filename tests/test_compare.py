@@ -9,7 +9,7 @@ from transformers import AutoConfig
 from typer.testing import CliRunner
 
 from lora_registry.cli import app
-from conftest import EXAMPLES, FIXTURES
+from helpers import EXAMPLES, FIXTURES
 
 runner = CliRunner()
 LLAMA = str(EXAMPLES / "llama-3.1-8b")

@@ -9,7 +9,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 import lora_registry as lr
-from conftest import EXAMPLES, FIXTURES
+from helpers import EXAMPLES, FIXTURES
 
 LLAMA = str(EXAMPLES / "llama-3.1-8b")
 QWEN3_MOE = str(FIXTURES / "qwen3-30b-a3b")

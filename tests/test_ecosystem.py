@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 import lora_registry as lr
 from lora_registry.cli import app
 from lora_registry.coverage import peft_check
-from lora_registry.manager import get_plugin_manager, precedence
+from lora_registry.host import get_plugin_manager
 from lora_registry.registry import load_registry, tomllib
-from conftest import EXAMPLES
+from helpers import EXAMPLES
 
 PACKAGE = EXAMPLES / "lora-registry-tinyformer"
 CONFIG = PACKAGE / "tinyformer-config"
@@ -87,7 +87,7 @@ def test_without_the_plugin_the_model_type_is_a_clear_error():
 
 def test_installed_plugin_in_process_peft_exact(on_path):
     pm = get_plugin_manager()
-    assert precedence(pm)[0] == "tinyformer"
+    assert pm.precedence()[0] == "tinyformer"
     resolution = lr.resolve(str(CONFIG), roles="q,v,ffn", plugin_manager=pm)
     assert resolution.model_map.plugin == "tinyformer"
     assert len(resolution.leaves) == 8 * 5

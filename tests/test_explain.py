@@ -13,7 +13,7 @@ import lora_registry as lr
 from lora_registry.cli.explain_cmd import explain as explain_command
 from lora_registry.errors import ConfigError
 from lora_registry.explain import explain
-from conftest import EXAMPLES, FIXTURES
+from helpers import EXAMPLES, FIXTURES
 
 LLAMA = str(EXAMPLES / "llama-3.1-8b")
 MIXTRAL = str(FIXTURES / "mixtral-8x7b-v0.1")

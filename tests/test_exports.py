@@ -19,7 +19,8 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoConfig
 
 import lora_registry as lr
-from conftest import EXAMPLES, FIXTURES, expected_keys
+from lora_registry.settings import LoraSettings
+from helpers import EXAMPLES, FIXTURES, expected_keys
 from lora_registry import exports
 from lora_registry.errors import ConfigError
 
@@ -63,11 +64,16 @@ TORCHTUNE_ATTN = {"q_proj", "k_proj", "v_proj", "output_proj"}
 
 
 def resolved(case, per_role=True, **resolve):
-    """(resolution, its LoraConfig, the lora_config arguments that count parameters) for a case."""
+    """(resolution, its adapter plan, the lora_config arguments that count parameters) for a case."""
     model, roles, ranks, options = CASES[case]
     resolution = lr.resolve(str(model), roles=roles, **resolve)
     counted = dict(ranks=ranks if per_role else None, **options)
-    return resolution, resolution.lora_config(r=8, **counted), counted
+    return resolution, _plan(resolution, r=8, **counted), counted
+
+
+def _plan(resolution, r=8, lora_alpha=None, ranks=None, alphas=None, **options):
+    """The adapter plan an exporter takes, from lora_config-style arguments."""
+    return resolution.plan(LoraSettings.from_options(r, lora_alpha, ranks, alphas, **options))
 
 
 def assert_adapts_exactly(resolution, config, counted):
@@ -112,8 +118,8 @@ def axolotl_lora_config(cfg):
 
 @pytest.mark.parametrize("case", CASES)
 def test_axolotl_round_trip(case):
-    resolution, config, counted = resolved(case)
-    cfg = reread("axolotl", exports.axolotl(resolution, config))
+    resolution, plan, counted = resolved(case)
+    cfg = reread("axolotl", exports.axolotl(plan))
     assert set(cfg) <= AXOLOTL_KEYS
     assert_adapts_exactly(resolution, axolotl_lora_config(cfg), counted)
 
@@ -150,8 +156,8 @@ def trainers(trainer_site, monkeypatch):
 def test_axolotl_schema_accepts_the_export(trainers):
     schema = pytest.importorskip("axolotl.utils.schemas.peft", reason="axolotl not installed")
     for case in CASES:
-        resolution, config, _ = resolved(case)
-        data = exports.axolotl(resolution, config)
+        _, plan, _ = resolved(case)
+        data = exports.axolotl(plan)
         parsed = schema.LoraConfig.model_validate(data)
         assert set(data) <= set(schema.LoraConfig.model_fields)
         assert {key: getattr(parsed, key) for key in data} == data
@@ -182,8 +188,8 @@ def llamafactory_lora_config(args, model, composite):
     ("llama", False, {"last_layers": 2}),  # only full names single out two layers
 ])
 def test_llamafactory_round_trip(case, composite, resolve):
-    resolution, config, counted = resolved(case, per_role=False, **resolve)
-    args = reread("llamafactory", exports.llamafactory(resolution, config))
+    resolution, plan, counted = resolved(case, per_role=False, **resolve)
+    args = reread("llamafactory", exports.llamafactory(plan))
     assert set(args) <= LLAMAFACTORY_KEYS and args["finetuning_type"] == "lora"
     assert_adapts_exactly(resolution, llamafactory_lora_config(args, resolution.model_map.module, composite), counted)
 
@@ -191,7 +197,7 @@ def test_llamafactory_round_trip(case, composite, resolve):
 @pytest.mark.parametrize("init", ["pissa", "pissa_niter_4"])
 def test_llamafactory_pissa_maps_back(init):
     resolution = lr.resolve(str(LLAMA), roles="q,v")
-    args = exports.llamafactory(resolution, resolution.lora_config(init_lora_weights=init))
+    args = exports.llamafactory(_plan(resolution, init_lora_weights=init))
     # model/adapter.py: init_lora_weights = "pissa" if pissa_iter == -1 else f"pissa_niter_{pissa_iter}"
     assert args["pissa_init"] is True
     assert ("pissa" if args["pissa_iter"] == -1 else f"pissa_niter_{args['pissa_iter']}") == init
@@ -207,7 +213,7 @@ def test_llamafactory_arguments_parse_the_export(trainers):
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     resolution = lr.resolve(str(LLAMA), roles="q,v,ffn")
-    data = exports.llamafactory(resolution, resolution.lora_config(r=8, lora_alpha=32, use_rslora=True))
+    data = exports.llamafactory(_plan(resolution, r=8, lora_alpha=32, use_rslora=True))
     parsed = module.FinetuningArguments(**data)
     assert parsed.lora_target == sorted(resolution.lora_config().target_modules)
     assert (parsed.lora_rank, parsed.lora_alpha, parsed.use_rslora) == (8, 32, True)
@@ -226,8 +232,8 @@ def unsloth_lora_config(kwargs):
 
 @pytest.mark.parametrize("case", CASES)
 def test_unsloth_round_trip(case):
-    resolution, config, counted = resolved(case)
-    data = exports.unsloth(resolution, config)
+    resolution, plan, counted = resolved(case)
+    data = exports.unsloth(plan)
     kwargs = reread("unsloth", data)
     assert kwargs == data
     assert set(kwargs) <= UNSLOTH_SIGNATURE | set(LoraConfig().to_dict())
@@ -238,7 +244,7 @@ def test_unsloth_round_trip(case):
 # --------------------------------------------------------------------------- torchtune
 def test_torchtune_llama_builder_adapts_the_resolved_modules():
     resolution = lr.resolve(str(LLAMA), roles="q,v,ffn,lm-head")
-    args = reread("torchtune", exports.torchtune(resolution, resolution.lora_config(r=16, lora_dropout=0.05)))["model"]
+    args = reread("torchtune", exports.torchtune(_plan(resolution, r=16, lora_dropout=0.05)))["model"]
     assert args["_component_"] == "torchtune.models.llama3_1.lora_llama3_1_8b"
     assert set(args) - {"_component_"} <= TORCHTUNE_LLAMA_ARGS
     assert set(args["lora_attn_modules"]) <= TORCHTUNE_ATTN
@@ -260,12 +266,12 @@ def test_torchtune_builder_follows_size():
                                num_key_value_heads=8, intermediate_size=8192, vocab_size=128256,
                                max_position_embeddings=131072, tie_word_embeddings=True)
     resolution = lr.resolve(cfg, roles="attention")
-    args = exports.torchtune(resolution, resolution.lora_config())["model"]
+    args = exports.torchtune(_plan(resolution, ))["model"]
     assert args["_component_"] == "torchtune.models.llama3_2.lora_llama3_2_1b"
     assert args["lora_attn_modules"] == ["q_proj", "k_proj", "v_proj", "output_proj"]
     with pytest.raises(ConfigError, match="tied"):
         resolution = lr.resolve(cfg, roles="q,lm-head")
-        exports.torchtune(resolution, resolution.lora_config())
+        exports.torchtune(_plan(resolution, ))
 
 
 # --------------------------------------------------------------------------- refusals
@@ -297,22 +303,22 @@ REFUSALS = [
 @pytest.mark.parametrize("trainer,model,roles,kwargs,message", REFUSALS)
 def test_unexpressible_is_refused(trainer, model, roles, kwargs, message):
     resolution = lr.resolve(str(model), roles=roles)
-    config = resolution.lora_config(r=8, **kwargs)
+    plan = _plan(resolution, r=8, **kwargs)
     with pytest.raises(ConfigError) as info:
-        exports.EXPORTS[trainer](resolution, config)
+        exports.EXPORTS[trainer](plan)
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
 def test_torchtune_refuses_a_layer_selection():
     resolution = lr.resolve(str(LLAMA), roles="q,v", last_layers=4)
     with pytest.raises(ConfigError, match="all 32 layers"):
-        exports.torchtune(resolution, resolution.lora_config())
+        exports.torchtune(_plan(resolution, ))
 
 
 def test_llamafactory_refuses_the_vision_tower():
     resolution = lr.resolve("llava", roles="q,v", scope="language,vision")
     with pytest.raises(ConfigError, match="--scope language"):
-        exports.llamafactory(resolution, resolution.lora_config())
+        exports.llamafactory(_plan(resolution, ))
 
 
 def test_render_rejects_unknown_format():

@@ -1,22 +1,18 @@
-"""The config-only fast path equals what transformers builds, and answers without importing torch."""
+"""Module trees from config.json (the fast path) equal what transformers builds, and answer without importing torch."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import subprocess
-import sys
-from pathlib import Path
+import os
 
 import pytest
 
-from lora_registry.fastpath import DEFAULTS, PEFT_RENAMED, FAMILIES, fast_model_map, verify_model_map
+import lora_registry as lr
+from helpers import FIXTURES, ROOT, probe_cli, write_config
 from lora_registry.errors import ModelLoadError
-from lora_registry.inspection import inspect
-from lora_registry.resolution import resolve
-from lora_registry.targeting import peft_renamed_leaves
+from lora_registry.inspection import fast_map, verify_model_map
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT / "tests" / "fixtures"
 SMALL = dict(hidden_size=64, intermediate_size=96, num_attention_heads=4, num_key_value_heads=2, vocab_size=100)
 # GPT-2 and Falcon name their sizes their own way
 SMALL_BY_FAMILY = {
@@ -58,26 +54,51 @@ VARIANTS = [
     ("falcon", dict(new_decoder_architecture=True, num_kv_heads=1, num_ln_in_parallel_attn=1)),
     ("falcon", dict(multi_query=False, parallel_attn=False, tie_word_embeddings=False, alibi=True)),
     ("falcon", dict(multi_query=False, num_ln_in_parallel_attn=2, activation="relu")),
+    ("qwen3", {}),
+    ("qwen3", dict(head_dim=32, attention_bias=True, tie_word_embeddings=True, layer_types=None)),
+    ("qwen3_moe", dict(num_experts=4, moe_intermediate_size=32, num_experts_per_tok=2)),
+    ("qwen3_moe", dict(num_experts=3, moe_intermediate_size=24, mlp_only_layers=[0], decoder_sparse_step=1)),
+    ("qwen3_moe", dict(num_experts=2, moe_intermediate_size=16, num_experts_per_tok=1, decoder_sparse_step=2)),
+    ("gemma2", {}),
+    ("gemma2", dict(head_dim=16, tie_word_embeddings=False, hidden_activation="gelu", attention_bias=True)),
+    ("gemma3_text", {}),
+    ("gemma3_text", dict(head_dim=32, attn_logit_softcapping=50.0, sliding_window=16)),
+    ("olmo2", {}),
+    ("olmo2", dict(num_key_value_heads=4, attention_bias=True, tie_word_embeddings=True)),
 ]
+#: the families the fast path serves (issue: at least these), each with a tree plugin
+FAMILIES = sorted({model_type for model_type, _ in VARIANTS})
 
 
 def _write(tmp_path, data, name="m"):
-    folder = tmp_path / name
-    folder.mkdir()
-    (folder / "config.json").write_text(json.dumps(data))
-    return str(folder)
+    return write_config(tmp_path, data, name)
 
 
 def _same(fast, slow):
     assert fast is not None
+    assert not fast.handle.built  # it came from config.json alone
     assert fast.leaves == slow.leaves  # names, kinds, shapes, layers, scopes, classes on the path, in order
     assert fast.roles == slow.roles
     assert fast.all_module_names == slow.all_module_names
     assert fast.parameter_names == tuple(name for name, _ in slow.module.named_parameters())
     assert fast.base_parameters == slow.base_parameters
-    assert (fast.plugin, fast.model_type, fast.model, fast.warnings, fast.null_reasons) == (
-        slow.plugin, slow.model_type, slow.model, slow.warnings, slow.null_reasons)
+    assert (fast.plugin, fast.model_type, fast.model, fast.warnings, fast.null_reasons, fast.config) == (
+        slow.plugin, slow.model_type, slow.model, slow.warnings, slow.null_reasons, slow.config)
+    assert fast.tree == slow.tree  # every module, class, parameter shape, tie and embedding
+    assert fast == slow
     verify_model_map(fast, slow)
+
+
+def fast_model_map(source, plugin=None):
+    return fast_map(source, lr.get_plugin_host(entry_points=False), plugin=plugin)
+
+
+def inspect(source):
+    return lr.inspect(source, plugin_manager=lr.get_plugin_host(entry_points=False))
+
+
+def resolve(model_map, roles, **kwargs):
+    return lr.resolve(model_map, roles, **kwargs)
 
 
 @pytest.mark.parametrize("layers", [1, 3])
@@ -98,6 +119,7 @@ def test_fast_map_equals_the_built_model(tmp_path, model_type, extra, layers):
     ROOT / "examples" / "llama-3.1-8b", ROOT / "examples" / "mistral-7b-v0.3",
     ROOT / "examples" / "phi-3-mini-4k-instruct", FIXTURES / "phi-2", FIXTURES / "mixtral-8x7b-v0.1",
     FIXTURES / "gpt2", FIXTURES / "falcon-7b", FIXTURES / "falcon-40b", FIXTURES / "qwen2.5-7b-instruct",
+    FIXTURES / "qwen3-30b-a3b",
 ], ids=lambda p: p.name)
 def test_real_configs(folder):
     _same(fast_model_map(str(folder)), inspect(str(folder)))
@@ -121,19 +143,44 @@ def test_405b_fixture_counts():
     assert fast.leaves[1].shape == (16384, 16384) and fast.leaves[2].shape == (1024, 16384)
 
 
-@pytest.mark.parametrize("model_type", sorted(DEFAULTS))
+def _checks():
+    """{model_type: ConfigCheck} of every built-in tree plugin."""
+    import importlib
+
+    out = {}
+    for name in ("llama", "mistral", "phi", "qwen", "gemma", "olmo", "gpt2", "falcon"):
+        module = importlib.import_module(f"lora_registry.plugins.{name}")
+        checks = getattr(module, "CHECKS", None) or {t: module.CHECK for t in module.MODEL_TYPES}
+        out.update(checks)
+    return out
+
+
+def test_the_fast_path_serves_the_families_people_fine_tune():
+    assert set(_checks()) == set(FAMILIES) >= {"llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "gemma2",
+                                               "gemma3_text", "phi3", "gpt2", "falcon", "olmo2"}
+
+
+@pytest.mark.parametrize("model_type", FAMILIES)
 def test_defaults_match_transformers(model_type):
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
     config = CONFIG_MAPPING[model_type]()
-    for key, value in DEFAULTS[model_type].items():
+    defaults = _checks()[model_type].defaults
+    for key, value in defaults.items():
+        if value is None and key in ("num_key_value_heads", "head_dim"):
+            continue  # computed from other fields, as decoder_settings does
         assert getattr(config, key) == value, key
-    if "num_key_value_heads" not in DEFAULTS[model_type] and model_type not in ("gpt2", "falcon"):
-        assert config.num_key_value_heads == config.num_attention_heads
-    if model_type == "falcon":  # filled in from other fields, as _falcon_settings does
+    if model_type == "falcon":  # filled in from other fields, as the falcon plugin does
         assert (config.num_kv_heads, config.ffn_hidden_size) == (config.num_attention_heads, 4 * config.hidden_size)
-    assert config.pad_token_id == DEFAULTS[model_type].get("pad_token_id")
-    assert PEFT_RENAMED.get(model_type, frozenset()) == peft_renamed_leaves(model_type)
+    assert config.pad_token_id == defaults.get("pad_token_id")
+
+
+def test_activation_classes_match_transformers():
+    from transformers.activations import ACT2FN
+
+    from lora_registry.architectures import ACTIVATIONS
+
+    assert {name: type(ACT2FN[name]).__name__ for name in ACTIVATIONS} == ACTIVATIONS
 
 
 @pytest.mark.parametrize("data", [
@@ -169,6 +216,10 @@ def test_qwen2_layer_types(tmp_path):
     {"model_type": "falcon", "n_embed": 64},
     {"model_type": "falcon", "rope_scaling": {"rope_type": "linear", "factor": 2.0}},
     {"model_type": "qwen2", "quantization_config": {"quant_method": "awq"}},
+    {"model_type": "qwen3", "rope_scaling": {"rope_type": "yarn", "factor": 4.0}},
+    {"model_type": "qwen3_moe", "architectures": ["Qwen3MoeForSequenceClassification"]},
+    {"model_type": "gemma2", "hidden_activation": "nope"},
+    {"model_type": "olmo2", "head_dim": 8},
     {"model_type": "gemma"},
     {"model_type": ["llama"]},
     {"model_type": "llama", "hidden_size": "64"},
@@ -184,7 +235,7 @@ def test_falls_back_on_what_it_does_not_model(tmp_path, data):
 
 def test_forced_other_plugin_and_non_paths_fall_back(tmp_path):
     source = _write(tmp_path, {"model_type": "llama", **SMALL, "num_hidden_layers": 1})
-    assert fast_model_map(source, plugin="declarative") is None
+    assert fast_model_map(source, plugin="declarative").plugin == "declarative"  # forced: that plugin answers
     assert fast_model_map(source, plugin="llama") is not None
     assert fast_model_map("llama") is None  # a bare model_type needs transformers' defaults
     assert fast_model_map(str(tmp_path / "missing")) is None
@@ -193,21 +244,13 @@ def test_forced_other_plugin_and_non_paths_fall_back(tmp_path):
 def test_verify_names_the_first_difference(tmp_path):
     source = _write(tmp_path, {"model_type": "llama", **SMALL, "num_hidden_layers": 1})
     fast, slow = fast_model_map(source), inspect(source)
-    fast.base_parameters += 1
+    fast = dataclasses.replace(fast, base_parameters=fast.base_parameters + 1)
     with pytest.raises(ModelLoadError, match="base parameters"):
         verify_model_map(fast, slow)
 
 
-_PROBE = (
-    "import sys\n"
-    "from lora_registry.cli import main\n"
-    "try:\n    main()\nexcept SystemExit:\n    pass\n"
-    "print('LOADED=' + ','.join(m for m in ('torch', 'transformers', 'peft') if m in sys.modules), file=sys.stderr)\n"
-)
-
-
 def _cli(*args):
-    return subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, timeout=300)
+    return probe_cli(*args, env={**os.environ, "LORA_REGISTRY_NO_CACHE": "1"})
 
 
 @pytest.mark.parametrize("args", [
@@ -217,12 +260,13 @@ def _cli(*args):
     ("resolve", "{gpt2}", "--roles", "qkv,ffn", "--format", "json"),
     ("resolve", "{falcon}", "--preset", "all16"),
     ("inspect", "{qwen}"),
+    ("resolve", "{qwen3moe}", "--roles", "q,v,experts", "--format", "json"),
     ("--help",), ("roles",), ("plugins",),
 ])
 def test_fast_commands_import_no_torch(args):
     paths = {"405b": str(FIXTURES / "llama-3.1-405b"), "mixtral": str(FIXTURES / "mixtral-8x7b-v0.1"),
              "gpt2": str(FIXTURES / "gpt2"), "falcon": str(FIXTURES / "falcon-40b"),
-             "qwen": str(FIXTURES / "qwen2.5-7b-instruct")}
+             "qwen": str(FIXTURES / "qwen2.5-7b-instruct"), "qwen3moe": str(FIXTURES / "qwen3-30b-a3b")}
     done = _cli(*[a.format(**paths) for a in args])
     assert done.returncode == 0, done.stderr
     assert "LOADED=\n" in done.stderr, done.stderr
@@ -248,11 +292,10 @@ def test_cached_hub_id_takes_the_fast_path(tmp_path):
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("0" * 40)
     (snapshot / "config.json").write_text(json.dumps({"model_type": "llama", **SMALL, "num_hidden_layers": 2}))
-    env = {**__import__("os").environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
     args = ["resolve", "example/tiny-llama", "--roles", "q,v,ffn", "--format", "json"]
-    fast = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True, env=env, timeout=300)
-    slow = subprocess.run([sys.executable, "-c", _PROBE, *args, "--verify"], capture_output=True, text=True,
-                          env=env, timeout=300)
+    env["LORA_REGISTRY_NO_CACHE"] = "1"
+    fast, slow = probe_cli(*args, env=env), probe_cli(*args, "--verify", env=env)
     assert fast.returncode == slow.returncode == 0, slow.stderr
     assert "LOADED=\n" in fast.stderr
     assert "verified against the model transformers builds" in slow.stderr

@@ -6,7 +6,7 @@ import pytest
 from transformers import AutoConfig
 
 import lora_registry as lr
-from conftest import EXAMPLES, FIXTURES, apply_peft, expected_keys
+from helpers import EXAMPLES, FIXTURES, apply_peft, expected_keys
 
 CASES = [
     # (MODEL, roles, ranks, plugin that must answer)

@@ -8,8 +8,8 @@ import pytest
 
 import lora_registry as lr
 from lora_registry import hookimpl, hookspecs
-from lora_registry.manager import BUILTIN_PLUGINS, get_plugin_manager, precedence
-from conftest import EXAMPLES, FIXTURES
+from lora_registry.host import BUILTIN_PLUGINS, get_plugin_manager
+from helpers import EXAMPLES, FIXTURES
 
 
 @pytest.mark.parametrize("name,model", [
@@ -22,13 +22,13 @@ from conftest import EXAMPLES, FIXTURES
 def test_every_builtin_plugin_answers(pm, name, model):
     # The marker's project name must equal the manager's, or hookimpls are silently ignored.
     assert pm.get_plugin(name) is not None
-    assert pm.get_hookcallers(pm.get_plugin(name))
+    assert pm.hooks_of(name)
     assert lr.inspect(str(model), plugin_manager=pm).plugin == name
 
 
 def test_all_builtins_registered_and_ordered(pm):
-    assert {n for n, _ in pm.list_name_plugin()} == set(BUILTIN_PLUGINS)
-    order = precedence(pm)
+    assert set(pm.plugin_names()) == set(BUILTIN_PLUGINS)
+    order = pm.precedence()
     assert order.index("llama") < order.index("declarative") < order.index("generic")
     assert order[-1] == "generic"
 
@@ -44,7 +44,7 @@ def test_every_hook_is_documented():
 
 
 def test_the_readme_plugin_guide_shows_every_hook():
-    from conftest import ROOT
+    from helpers import ROOT
 
     guide = (ROOT / "README.md").read_text(encoding="utf-8").split("### Writing a plugin", 1)[1]
     hooks = [name for name, _ in pyinspect.getmembers(hookspecs, pyinspect.isfunction) if name.startswith("lora_registry_")]
@@ -55,8 +55,8 @@ def test_the_readme_plugin_guide_shows_every_hook():
 
 
 def test_builtin_plugins_document_their_hooks(pm):
-    for name, plugin in pm.list_name_plugin():
-        for hook in pm.get_hookcallers(plugin):
+    for name, plugin in pm.pm.list_name_plugin():
+        for hook in pm.pm.get_hookcallers(plugin):
             impl = next(i for i in hook.get_hookimpls() if i.plugin_name == name)
             assert pyinspect.getdoc(impl.function), f"{name}.{hook.name} has no docstring"
 
@@ -119,7 +119,7 @@ def test_a_failing_plugin_is_named_and_the_rest_keep_working(bad, message):
     m = lr.inspect(str(EXAMPLES / "mistral-7b-v0.3"), plugin_manager=pm)
     assert m.plugin == "mistral"
     assert any("third0" in w and message in w for w in m.warnings)
-    assert any(f.plugin == "third0" for f in pm.lora_registry_failures)
+    assert any(f.plugin == "third0" for f in pm.failures)
 
 
 def test_strict_plugins_env_makes_failures_fatal(monkeypatch):

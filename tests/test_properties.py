@@ -28,7 +28,8 @@ from lora_registry.inspection import Leaf
 from lora_registry.registry import load_registry
 from lora_registry.resolution import parse_layers
 from lora_registry.roles import expand
-from lora_registry.targeting import matches_list
+from lora_registry.peft_compat import lora_parameters
+from lora_registry.peft_compat import matches_target_modules as matches_list
 from test_robustness import TINY, cli, write_config
 
 REGISTRY = load_registry()
@@ -164,7 +165,7 @@ def check_exact(resolution, config, r, alpha, ranks, alphas):
         got_alpha = peft_value(config.alpha_pattern, keys[leaf.name], config.lora_alpha)
         want = expected_override(resolution, role, alphas or {}, default_alpha)
         assert want is None or got_alpha == want, (leaf.name, got_alpha, want)
-        total += leaf.lora_parameters(rank)
+        total += lora_parameters(leaf, rank)
     assert resolution.trainable_parameters(r, ranks) == total
 
 

@@ -10,7 +10,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 import lora_registry as lr
-from conftest import EXAMPLES, FIXTURES, apply_peft
+from helpers import EXAMPLES, FIXTURES, apply_peft
 
 
 def test_model_map_shape_and_roles():

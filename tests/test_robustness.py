@@ -28,7 +28,7 @@ from lora_registry.architectures import match_entry
 from lora_registry.cli import common, main
 from lora_registry.errors import RegistryError
 from lora_registry.inspection import Leaf
-from lora_registry.manager import get_plugin_manager, plugin_registry
+from lora_registry.host import get_plugin_manager
 from lora_registry.registry import builtin_registry_path, load_registry, parse_registry, tomllib
 
 
@@ -570,7 +570,7 @@ BAD_FRAGMENTS = [
     ({"architectures": {"x": {"layers": "m", "layer_roles": {"attention-q": [1]}}}}, "architectures.x.layer_roles.attention-q"),
     ({"architectures": {"x": {"layers": "m", "layer_roles": {"attention-q": "a"}, "model_roles": ["embed"]}}},
      "architectures.x: model_roles must be a table"),
-    ({"architectures": {"x": {"layers": "m", "layer_roles": {"attention-q": "a"}, "plugin": 3}}}, "architectures.x.plugin"),
+    ({"architectures": {"x": {"layers": "m", "layer_roles": {"attention-q": "a"}, "plugin": 3}}}, "unknown key 'plugin'"),
     # unknown roles
     ({"presets": {"p": {"roles": "q,zz", "rank": 8, "alpha": 16}}}, "presets.p.roles: unknown role or alias 'zz'"),
     ({"presets": {"p": {"roles": "q", "rank": 8, "alpha": 16, "rank_for": {"zz": 4}}}}, "presets.p.rank_for: unknown role or alias 'zz'"),
@@ -633,21 +633,26 @@ alpha = 8
 """
 
 
-def test_a_plugins_bad_fragment_is_its_own_failure(monkeypatch, models):
+def _host_with_fragments(**_):
     pm = get_plugin_manager(entry_points=False)
     pm.register(_Fragment({"presets": {"broken": {"roles": "q", "rank": "8", "alpha": 16}}}), name="broken")
     pm.register(_Fragment("[presets.x\nrank = "), name="not-toml")
     pm.register(_Fragment(GOOD_FRAGMENT), name="good")
-    registry, notes = plugin_registry(pm)
+    return pm
+
+
+def test_a_plugins_bad_fragment_is_its_own_failure(monkeypatch, models):
+    pm = _host_with_fragments()
+    registry, notes = pm.registry, pm.registry_warnings
     assert "acme-q4" in registry.presets and "broken" not in registry.presets
     assert any("plugin 'broken'" in n and "presets.broken.rank" in n for n in notes), notes
     assert any("plugin 'not-toml'" in n for n in notes), notes
-    assert {f.plugin for f in pm.lora_registry_failures} == {"broken", "not-toml"}
+    assert {f.plugin for f in pm.failures} == {"broken", "not-toml"}
     # the rest keep working: inspection answers, and says which plugin's data was ignored
     model_map = lr.inspect(models["tiny"], plugin_manager=pm)
     assert model_map.plugin == "llama" and any("plugin 'broken'" in w for w in model_map.warnings)
     # through the CLI: the good plugin's preset works; under strict plugins the bad one is a one-line error
-    monkeypatch.setattr("lora_registry.manager.get_plugin_manager", lambda **kwargs: pm)
+    monkeypatch.setattr("lora_registry.host.get_plugin_host", _host_with_fragments)
     ok = cli("resolve", models["tiny"], "--preset", "acme-q4", "-f", "json")
     assert ok.code == 0 and json.loads(ok.stdout)["trainable_parameters"] == 2 * 4 * (64 + 64)
     monkeypatch.setenv("LORA_REGISTRY_STRICT_PLUGINS", "1")

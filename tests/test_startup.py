@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lora_registry.cli import plain_call, plugins_cmd, roles_cmd
-from test_fastpath import _PROBE
+from helpers import PROBE as _PROBE
 
 # The console entry point, as the installed script runs it; the second forces the typer route.
 FAST = "from lora_registry.cli import main\nmain()\n"

@@ -6,8 +6,8 @@ import subprocess
 import sys
 import zipfile
 
-from conftest import ROOT
-from lora_registry.manager import BUILTIN_PLUGINS
+from helpers import ROOT
+from lora_registry.host import BUILTIN_PLUGINS
 
 
 def test_wheel_contents(tmp_path):

@@ -23,7 +23,7 @@ app = typer.Typer(
 app.command("resolve")(resolve_cmd.resolve)
 app.command("compare")(compare_cmd.compare)
 app.command("explain")(explain_cmd.explain)
-app.command("inspect")(inspect_cmd.inspect)
+app.command("inspect")(inspect_cmd.inspect_command)
 app.command("plugins")(plugins_cmd.plugins)
 app.command("roles")(roles_cmd.roles)
 app.command("scaffold")(scaffold_cmd.scaffold)

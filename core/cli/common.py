@@ -1,4 +1,4 @@
-"""Helpers shared by the commands: error handling, atomic writes, key=value options."""
+"""Helpers shared by the commands: error handling, the plugin host, inspecting for a command, atomic writes, key=value options."""
 
 from __future__ import annotations
 
@@ -6,11 +6,16 @@ import functools
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from ..errors import ConfigError, LoraRegistryError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..host import PluginHost
+    from ..inspection import ModelMap
 
 
 def handle_errors(command: Callable) -> Callable:
@@ -89,3 +94,38 @@ def parse_pairs(values: list[str] | None, what: str, kind: type) -> dict:
             raise ConfigError(f"{what} {value!r}: {number.strip()!r} is not a {'whole number' if kind is int else 'number'}") from None
         out[key.strip().lower()] = parsed
     return out
+
+
+def plugin_host(presets_file: Path | None = None) -> PluginHost:
+    """The plugin host a command uses: every plugin, and the user's presets file (``--presets`` or the env var)."""
+    from ..host import get_plugin_host
+
+    return get_plugin_host(presets=presets_file)
+
+
+def inspect_model(model: str, host: PluginHost, *, trust_remote_code: bool = False, plugin: str | None = None,
+                  verify: bool = False, cache: bool = True) -> ModelMap:
+    """MODEL's map for a command: from the cache or ``config.json`` alone where possible, else the built model.
+
+    With ``verify`` the model is built anyway and the fast path's map checked against it (a note on
+    stderr says whether the check ran); the built model's map is returned.
+    """
+    from .. import inspection
+
+    if not verify:
+        return inspection.inspect(model, trust_remote_code=trust_remote_code, plugin_manager=host, plugin=plugin,
+                                  fast=True, cache=cache)
+    fast = inspection.fast_map(model, host, plugin=plugin, trust_remote_code=trust_remote_code)
+    slow = inspection.inspect(model, trust_remote_code=trust_remote_code, plugin_manager=host, plugin=plugin)
+    if fast is None:
+        typer.echo(f"{model}: the fast path does not cover this config; answered from the model transformers builds",
+                   err=True)
+        return slow
+    inspection.verify_model_map(fast, slow)
+    typer.echo(f"{model}: fast path verified against the model transformers builds", err=True)
+    return slow
+
+
+def no_cache_option() -> Any:
+    """``--no-cache``: neither read nor write the on-disk map cache."""
+    return typer.Option(False, "--no-cache", help="Do not read or write the on-disk cache of inspected models.")

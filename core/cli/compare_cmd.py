@@ -9,7 +9,7 @@ from typing import Any, List, Optional
 import typer
 
 from ..errors import ConfigError, LoraRegistryError
-from .common import handle_errors
+from .common import handle_errors, inspect_model, no_cache_option, plugin_host
 
 FORMATS = ("table", "json")
 #: the standard choices every comparison shows: (label, roles, rank, per-role ranks), or a preset's name
@@ -25,22 +25,21 @@ def compare(
     output_format: str = typer.Option("table", "--format", "-f", help="table or json."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow a config's own Python code to run."),
     plugin: Optional[str] = typer.Option(None, "--plugin", help="Ask only this plugin."),
+    no_cache: bool = no_cache_option(),
 ) -> None:
     """Show q,v r8; q,k,v,o r8; qv8-ffn4; all r16 (and any --preset) side by side: trainable parameters, share, memory."""
-    from ..inspection import inspect
-    from ..manager import get_plugin_manager, plugin_registry
     from ..resolution import parse_scopes
 
     if output_format not in FORMATS:
         raise ConfigError(f"unknown format {output_format!r}; choose from {', '.join(FORMATS)}")
     parse_scopes(scope)
-    pm = get_plugin_manager()
-    registry, _ = plugin_registry(pm, presets_file)  # plugins' fragments and the user's file add presets
+    host = plugin_host(presets_file)  # plugins' fragments and the user's file add presets
+    registry = host.registry
     unknown = [name for name in preset or [] if name not in registry.presets]
     if unknown:
         raise ConfigError(f"unknown preset {unknown[0]!r}; known: {', '.join(registry.presets)}")
     choices = list(STANDARD) + [name for name in dict.fromkeys(preset or []) if name not in STANDARD]
-    model_map = inspect(model, trust_remote_code=trust_remote_code, plugin_manager=pm, plugin=plugin)
+    model_map = inspect_model(model, host, trust_remote_code=trust_remote_code, plugin=plugin, cache=not no_cache)
     rows = [compare_row(model_map, choice, registry, scope) for choice in choices]
     if output_format == "json":
         doc = {"model": model_map.model, "model_type": model_map.model_type, "plugin": model_map.plugin,
@@ -52,26 +51,30 @@ def compare(
     print_all(compare_table(model_map, rows, registry))
 
 
-def compare_row(model_map, choice, registry, scope: str) -> dict[str, Any]:
+def compare_row(model_map: Any, choice: Any, registry: Any, scope: str) -> dict[str, Any]:
     """One choice resolved against an inspected model: its roles, ranks and cost, or why it does not apply."""
     from ..resolution import resolve
+    from ..settings import LoraSettings
 
     if isinstance(choice, str):  # a preset: its per-role overrides apply where their roles were resolved
         p = registry.presets[choice]
-        label, roles, rank, rank_for = choice, p.roles, p.rank, dict(p.rank_for)
+        label, roles, settings = choice, p.roles, LoraSettings.from_preset(p)
     else:
         label, roles, rank, rank_for = choice
+        settings = LoraSettings(r=rank, default_ranks=rank_for)
     try:
         result = resolve(model_map, roles, scope=scope)
-        ranks = {key: value for key, value in rank_for.items() if result.covers(key)}
-        cost = result.cost(rank, ranks)
+        plan = result.plan(settings)
     except LoraRegistryError as exc:
         return {"choice": label, "error": " ".join(str(exc).split())}
+    cost = plan.cost
+    ranks = {key: value for key, value in settings.default_ranks.items() if result.covers(key)}
+    rank = settings.r
     return {
         "choice": label,
         "roles": result.roles,
         "rank": ", ".join([str(rank)] + [f"{key}={value}" for key, value in ranks.items()]),
-        "ranks": {role: result.rank_of(role, rank, ranks) for role in result.roles},
+        "ranks": {role: plan.rank_of(role) for role in result.roles},
         "trainable_parameters": cost.total,
         "share": cost.share,
         "memory_bytes": {precision: cost.memory(precision)["total"] for precision in ("fp32", "bf16")},

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from .common import handle_errors
+from .common import handle_errors, plugin_host
 
 
 @handle_errors
@@ -17,11 +18,13 @@ def explain(
     as_json: bool = typer.Option(False, "--json", help="Print the explanation as JSON."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow a config's own Python code to run."),
     plugin: Optional[str] = typer.Option(None, "--plugin", help="Ask only this plugin."),
+    presets_file: Optional[Path] = typer.Option(None, "--presets", help="A TOML file of your own [presets.NAME] and [architectures.TYPE] tables (default: $LORA_REGISTRY_PRESETS)."),
 ) -> None:
     """Explain ADAPTER_CONFIG on MODEL: roles, layers and modules adapted, trainable parameters, entries matching nothing."""
-    from ..explain import explain as do_explain
+    from .. import explain as explaining
 
-    result = do_explain(adapter_config, model, trust_remote_code=trust_remote_code, plugin=plugin)
+    result = explaining.explain(adapter_config, model, trust_remote_code=trust_remote_code, plugin=plugin,
+                                plugin_manager=plugin_host(presets_file))
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return

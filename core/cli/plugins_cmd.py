@@ -10,22 +10,19 @@ import typer
 def plugins(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """List plugins in the order they are asked: source package, version, model types, hooks."""
     from ..hookspecs import HOOKSPEC_VERSION
-    from ..manager import answering_plugins, get_plugin_manager, model_types_by_plugin, plugin_registry, precedence
+    from ..host import get_plugin_host
 
-    pm = get_plugin_manager()
-    registry, _ = plugin_registry(pm)  # also surfaces broken registry fragments as failures
-    answers = answering_plugins(pm, registry)
-    types = model_types_by_plugin(pm)
-    order = precedence(pm)
-    names = order + [name for name, _ in pm.list_name_plugin() if name not in order]
+    host = get_plugin_host()
+    host.registry  # noqa: B018 - merging the fragments surfaces broken ones as failures
+    answers = host.answers()
+    types = host.model_types()
+    order = host.precedence()
     rows = []
-    for name in names:
-        plugin = pm.get_plugin(name)
-        package, version = pm.lora_registry_sources.get(name, ("?", "?"))
-        hooks = sorted(h.name for h in (pm.get_hookcallers(plugin) or []))
+    for name in host.plugin_names():
+        package, version = host.sources.get(name, ("?", "?"))
         rows.append({"name": name, "package": package, "version": version, "model_types": types.get(name, []),
-                     "hooks": hooks, "precedence": order.index(name) + 1 if name in order else None})
-    failures = [{"plugin": f.plugin, "error": f.error} for f in pm.lora_registry_failures]
+                     "hooks": host.hooks_of(name), "precedence": order.index(name) + 1 if name in order else None})
+    failures = [{"plugin": f.plugin, "error": f.error} for f in host.failures]
     if as_json:
         typer.echo(json.dumps({"hookspec_version": HOOKSPEC_VERSION, "plugins": rows, "answers": answers,
                                "failures": failures}, indent=2))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
 from ..errors import ConfigError
-from .common import check_output, handle_errors, parse_pairs, write_atomic
+from ..settings import LoraSettings
+from .common import check_output, handle_errors, inspect_model, no_cache_option, parse_pairs, plugin_host, write_atomic
 
 #: peft is adapter_config.json; the trainers' formats are written by lora_registry.exports
 FORMATS = ("table", "json", "peft", "axolotl", "llamafactory", "unsloth", "torchtune")
@@ -41,66 +42,48 @@ def resolve(
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow a config's own Python code to run."),
     plugin: Optional[str] = typer.Option(None, "--plugin", help="Ask only this plugin."),
     verify: bool = typer.Option(False, "--verify", help="Build the model anyway and check the config-only fast path against it."),
+    no_cache: bool = no_cache_option(),
 ) -> None:
     """Resolve roles onto MODEL's module names and print the LoRA config that adapts exactly those."""
-    from ..manager import get_plugin_manager, plugin_registry
-    from ..resolution import check_peft_options
-    from ..resolution import resolve as do_resolve
+    from ..resolution import parse_layer_selection, parse_scopes, resolve_map
+    from ..roles import parse_roles
 
     if output_format not in FORMATS:
         raise ConfigError(f"unknown format {output_format!r}; choose from {', '.join(FORMATS)}")
     check_output(output, force)
-    options = peft_options(dropout, bias, rslora, dora, init)
-    check_peft_options(options)  # bad values fail before a model is built
-    options["modules_to_save"] = modules_to_save
-    pm = get_plugin_manager()
-    registry, _ = plugin_registry(pm, presets_file)  # plugins' fragments and the user's file add presets
-    ranks = parse_pairs(rank_for, "--rank-for", int)
-    alphas = parse_pairs(alpha_for, "--alpha-for", float)
-    preset_ranks, preset_alphas = {}, {}
-    if preset is not None:
-        if preset not in registry.presets:
-            raise ConfigError(f"unknown preset {preset!r}; known: {', '.join(registry.presets)}")
-        p = registry.presets[preset]
-        roles = roles or p.roles
-        rank = p.rank if rank is None else rank
-        alpha = p.alpha if alpha is None else alpha
-        preset_ranks, preset_alphas = dict(p.rank_for), dict(p.alpha_for)
+    host = plugin_host(presets_file)  # plugins' fragments and the user's file add presets and architectures
+    registry = host.registry
+    found = registry.presets.get(preset) if preset is not None else None
+    settings = LoraSettings.from_preset(  # every option value is checked here, once, before a model is read
+        found, r=rank, lora_alpha=alpha, ranks=parse_pairs(rank_for, "--rank-for", int),
+        alphas=parse_pairs(alpha_for, "--alpha-for", float), modules_to_save=modules_to_save,
+        **peft_options(dropout, bias, rslora, dora, init),
+    )
+    if preset is not None and found is None:
+        raise ConfigError(f"unknown preset {preset!r}; known: {', '.join(registry.presets)}")
+    roles = roles or (found.roles if found is not None else None)
     if not roles:
         raise ConfigError("give --roles (e.g. --roles q,v,ffn) or --preset (see `lora-registry roles`)")
-    rank = 8 if rank is None else rank
-    from ..fastpath import model_map_for_cli
-    from ..registry import load_registry
-    from ..resolution import parse_layer_selection, parse_scopes
-    from ..roles import parse_roles
-
-    # Bad roles, scopes and layer ranges fail before any model is read or built, as resolve() does.
-    parse_roles(roles, load_registry())
-    parse_scopes(scope)
-    parse_layer_selection(layers, last_layers)
-    # The config-only fast path where the output needs no model and no PEFT object (JSON or table, plain options).
-    fast = output_format in ("json", "table") and options["bias"] == "none" and not modules_to_save
-    source = model_map_for_cli(model, verify=verify, trust_remote_code=trust_remote_code, plugin_manager=pm,
-                               plugin=plugin, fast=fast)
-    result = do_resolve(source, roles, scope=scope, strict=strict, layers=layers, last_layers=last_layers,
-                        trust_remote_code=trust_remote_code, plugin_manager=pm, plugin=plugin)
-    # A preset's per-role overrides are defaults: they apply where their roles were resolved.
-    ranks = {**{k: v for k, v in preset_ranks.items() if result.covers(k)}, **ranks}
-    alphas = {**{k: v for k, v in preset_alphas.items() if result.covers(k)}, **alphas}
+    # Bad roles, scopes and layer ranges fail before any model is read or built.
+    requests = parse_roles(roles, registry)
+    scopes = parse_scopes(scope)
+    selection = parse_layer_selection(layers, last_layers)
+    model_map = inspect_model(model, host, trust_remote_code=trust_remote_code, plugin=plugin, verify=verify,
+                              cache=not no_cache)
+    plan = resolve_map(model_map, requests, scopes, strict=strict, layers=selection).plan(settings)
+    text = None
     if output_format == "json":
-        text = json.dumps(result.to_dict(r=rank, lora_alpha=alpha, ranks=ranks, alphas=alphas, **options), indent=2) + "\n"
+        text = json.dumps(plan.to_dict(), indent=2) + "\n"
     elif output_format == "peft":
-        text = result.adapter_config(r=rank, lora_alpha=alpha, ranks=ranks, alphas=alphas, **options)
+        text = plan.adapter_config()
     elif output_format != "table":
         from ..exports import EXPORTS, render
 
-        config = result.lora_config(r=rank, lora_alpha=alpha, ranks=ranks, alphas=alphas, **options)
-        text = render(output_format, EXPORTS[output_format](result, config))
+        text = render(output_format, EXPORTS[output_format](plan))
     else:
         from .tables import resolution_table
 
-        text = None
-        renderable = resolution_table(result, rank, alpha, ranks, options, alphas)  # checks everything before printing
+        renderable = resolution_table(plan)  # everything is checked before anything is printed
     if output is not None:
         if text is None:
             from .tables import render_plain
@@ -116,7 +99,7 @@ def resolve(
         print_all(renderable)
 
 
-def peft_options(dropout: float, bias: str, rslora: bool, dora: bool, init: str) -> dict:
+def peft_options(dropout: float, bias: str, rslora: bool, dora: bool, init: str) -> dict[str, Any]:
     """The command line's PEFT options as ``lora_config`` keyword arguments (``--init true`` -> ``True``)."""
     flag = init.strip().lower()
     init_value = {"true": True, "false": False}.get(flag, init.strip())

@@ -17,9 +17,9 @@ def roles(
     presets_file: Optional[Path] = typer.Option(None, "--presets", help="A TOML file of your own [presets.NAME] tables (default: $LORA_REGISTRY_PRESETS)."),
 ) -> None:
     """List the roles, the aliases that expand to them, and the presets."""
-    from ..manager import get_plugin_manager, plugin_registry
+    from .common import plugin_host
 
-    registry, _ = plugin_registry(get_plugin_manager(), presets_file)  # plugins' fragments and the user's file too
+    registry = plugin_host(presets_file).registry  # plugins' fragments and the user's file too
     if as_json:
         typer.echo(json.dumps({
             "roles": dict(registry.roles),

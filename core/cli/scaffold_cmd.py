@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import check_output, handle_errors, write_atomic
+from .common import check_output, handle_errors, inspect_model, plugin_host, write_atomic
 
 
 @handle_errors
@@ -21,11 +21,10 @@ def scaffold(
 
     Review it, then ship it in registry.toml or as a data-only plugin (lora_registry_registry_fragment).
     """
-    from ..inspection import inspect as do_inspect
     from ..scaffold import scaffold as make
 
     check_output(output, force)
-    text = make(do_inspect(model, trust_remote_code=trust_remote_code))
+    text = make(inspect_model(model, plugin_host(), trust_remote_code=trust_remote_code))
     if output is None:
         typer.echo(text, nl=False)
     else:

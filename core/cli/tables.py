@@ -39,13 +39,10 @@ def print_all(renderables: list[Any]) -> None:
         out.print(renderable)
 
 
-def resolution_table(result, rank: int, alpha: float | None, ranks: dict, options: dict | None = None,
-                     alphas: dict | None = None) -> list[Any]:
+def resolution_table(plan: Any) -> list[Any]:
     """Per-role modules, rank and trainable parameters, what else trains, then cost, PEFT targets and warnings."""
-    options = options or {}
-    # to_dict runs every check of lora_config, and for plain options does so without importing PEFT (fast path)
-    doc = result.to_dict(r=rank, lora_alpha=alpha, ranks=ranks, alphas=alphas, **options)
-    cost = result.cost(rank, ranks, **options)
+    result, cost, options = plan.resolution, plan.cost, plan.settings
+    doc = plan.to_dict()
     table = Table(title=f"{result.model_map.model} ({result.model_map.model_type}, plugin {result.model_map.plugin})")
     table.add_column("role")
     table.add_column("leaves", justify="right")
@@ -53,23 +50,22 @@ def resolution_table(result, rank: int, alpha: float | None, ranks: dict, option
     table.add_column("rank", justify="right")
     table.add_column("trainable", justify="right")
     for role, names in result.names_by_role().items():
-        table.add_row(role, str(len(names)), ", ".join(group_names(names)), str(result.rank_of(role, rank, ranks)), f"{cost.lora[role]:,}")
+        table.add_row(role, str(len(names)), ", ".join(group_names(names)), str(plan.rank_of(role)), f"{cost.lora[role]:,}")
     if cost.dora:
         table.add_row("DoRA magnitudes", "", "one per output feature of each adapted module", "", f"{cost.dora:,}")
     if cost.biases:
-        table.add_row("biases", "", f"bias={options.get('bias')}", "", f"{cost.biases:,}")
+        table.add_row("biases", "", f"bias={options.bias}", "", f"{cost.biases:,}")
     for name, count in cost.modules_to_save.items():
         table.add_row("modules_to_save", "1", name, "", f"{count:,}")
     table.add_row("total", str(sum(len(v) for v in result.names_by_role().values())), "", "", f"{cost.total:,}", style="bold")
-    lines = [table, Text(f"trainable parameters: {cost.total:,}{_share(cost)}")]
+    lines: list[Any] = [table, Text(f"trainable parameters: {cost.total:,}{_share(cost)}")]
     memory = ", ".join(f"{precision} {fmt_bytes(cost.memory(precision)['total'])}" for precision in ("fp32", "bf16"))
     lines.append(Text(f"memory for weights + gradients + AdamW states: {memory}"))
     lines.append(Text(f"target_modules: {_fmt(doc['target_modules'])}"))
     if doc["target_parameters"]:
         lines.append(Text(f"target_parameters: {_fmt(doc['target_parameters'])}"))
-    saved = result.modules_to_save(options.get("modules_to_save"))
-    if saved:
-        lines.append(Text(f"modules_to_save: {_fmt(saved)}"))
+    if plan.modules_to_save:
+        lines.append(Text(f"modules_to_save: {_fmt(plan.modules_to_save)}"))
     for warning in result.warnings:
         lines.append(Text(f"warning: {warning}", style="yellow"))
     return lines

@@ -1,0 +1,408 @@
+"""PEFT's behaviour, restated once: every rule lora-registry relies on, each naming the PEFT function it mirrors.
+
+This is the only module that imports PEFT internals or restates a PEFT rule, so a PEFT upgrade
+means auditing this file. ``tests/test_peft_compat.py`` checks each function against real PEFT
+(0.21) on a tiny model. Functions that must answer without torch (the fast path) read PEFT's and
+transformers' tables from their source files when neither is imported yet, and import them
+otherwise; a test holds the two readings equal for every model type.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import re
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .tree import Leaf, ModuleTree
+
+#: ``LoraConfig.bias`` values (``BaseTuner._mark_only_adapters_as_trainable`` implements these)
+BIAS_CHOICES = ("none", "all", "lora_only")
+#: ``init_lora_weights`` strings ``LoraLayer.reset_lora_parameters`` implements, besides True, False and ``pissa_niter_<N>``
+INIT_CHOICES = ("gaussian", "eva", "olora", "pissa", "corda", "loftq", "orthogonal", "mica", "lora_ga")
+#: inits that read the wrapped module's ``.weight`` (``LoraLayer.pissa_init``, ``olora_init``, ``corda_init``, ...)
+WEIGHT_READING_INITS = ("olora", "corda", "loftq", "orthogonal", "lora_ga")
+#: ``lora_config`` options whose effect on ``LoraConfig.to_dict()`` is known without PEFT
+PLAIN_OPTIONS = frozenset({"lora_dropout", "bias", "use_rslora", "use_dora", "init_lora_weights", "modules_to_save"})
+
+
+# ----------------------------------------------------------------------------- matching rules
+def matches_target_modules(targets: str | Sequence[str], name: str) -> bool:
+    """``tuners_utils.check_target_module_exists`` without exclusions: a list entry ``t`` matches ``name``
+    when ``name == t`` or ``name`` ends with ``"." + t``; a string is a regex that must match the whole name."""
+    if isinstance(targets, str):
+        return re.fullmatch(targets, name) is not None
+    return any(name == t or name.endswith("." + t) for t in targets)
+
+
+def matches_target_parameters(targets: Iterable[str], key: str) -> bool:
+    """``BaseTuner._inject_parameters``: a ``target_parameters`` entry is the parameter's full name or a ``.``-suffix of it."""
+    return any(key == t or key.endswith("." + t) for t in targets)
+
+
+def matches_pattern_key(key: str, name: str) -> bool:
+    """``utils.other.get_pattern_key``: a ``rank_pattern`` / ``alpha_pattern`` key matches ``(.*\\.)?(key)$``."""
+    return re.match(rf"(.*\.)?({key})$", name) is not None
+
+
+def matches_modules_to_save(entry: str, name: str) -> bool:
+    """``utils.other._set_trainable``: a ``modules_to_save`` entry copies every module whose name ends with it (no dot needed)."""
+    return name.endswith(entry)
+
+
+def inside_modules_to_save(entry: str, name: str) -> bool:
+    """``tuners_utils.check_target_module_exists``: a target at or inside a module to save is excluded (its LoRA would vanish)."""
+    return re.match(rf"(^|.*\.){re.escape(entry)}($|\..*)", name) is not None
+
+
+# ----------------------------------------------------------------------------- what PEFT creates
+def lora_parameters(leaf: Leaf, r: int) -> int:
+    """Trainable parameters PEFT's LoRA adds to ``leaf`` at rank ``r``.
+
+    ``lora.layer.Linear`` / ``Embedding``: ``r * (in + out)``; ``lora.layer._ConvNd``: ``r * in * kernel
+    + out * r``; ``lora.layer.ParamWrapper`` (``target_parameters``): ``lora_A (r*E, in)``,
+    ``lora_B (out, r*E)`` for a 3-D ``(E, out, in)`` tensor, plain ``r * (in + out)`` for 2-D.
+    """
+    shape = leaf.shape
+    if leaf.lora_type == "parameter":
+        experts = shape[0] if len(shape) == 3 else 1
+        return r * experts * (shape[-1] + shape[-2])
+    if leaf.lora_type == "conv":
+        kernel = 1
+        for k in shape[2:]:
+            kernel *= k
+        return r * shape[1] * kernel + shape[0] * r
+    return r * (shape[0] + shape[1])
+
+
+def mica_frozen_parameters(leaf: Leaf, r: int) -> int:
+    """``variants.MiCALinearVariant`` / ``MiCAEmbeddingVariant`` freeze B: ``out x r``, or ``dim x r`` for an embedding."""
+    return r * (leaf.shape[1] if leaf.lora_type == "embedding" else leaf.shape[0])
+
+
+def dora_parameters(leaf: Leaf) -> int:
+    """``lora.dora``: one magnitude per output feature (channel), per embedding dimension for an embedding."""
+    return leaf.shape[1] if leaf.lora_type == "embedding" else leaf.shape[0]
+
+
+def bias_parameters(tree: ModuleTree, leaves: Sequence[Leaf], bias: str, saved: Sequence[str]) -> int:
+    """Base-model biases ``BaseTuner._mark_only_adapters_as_trainable`` makes trainable.
+
+    ``"all"``: every parameter named ``*.bias`` outside a module to save (``ModulesToSaveWrapper``
+    freezes the originals); ``"lora_only"``: the bias of each module PEFT wraps in a LoRA layer.
+    """
+    if bias == "all":
+        total = 0
+        for name, shape in tree.parameters():
+            if (name == "bias" or name.endswith(".bias")) and not any(name.startswith(s + ".") for s in saved):
+                total += _numel(shape)
+        return total
+    if bias == "lora_only":
+        owners = {leaf.owner for leaf in leaves}
+        total = 0
+        for owner in owners:
+            node = tree.node(owner)
+            shape = dict(node.params).get("bias") if node is not None else None
+            if shape is not None:
+                total += _numel(shape)
+        return total
+    return 0
+
+
+def modules_to_save_parameters(tree: ModuleTree, name: str) -> int:
+    """The trainable copy ``ModulesToSaveWrapper`` makes of module ``name``: every parameter under it (tied ones too)."""
+    return sum(_numel(shape) for node in tree.nodes if node.name == name or node.name.startswith(name + ".")
+               for _, shape in node.params)
+
+
+# ----------------------------------------------------------------------------- the transformers-5 MoE rename
+def renamed_module_names(model_type: str) -> frozenset[str]:
+    """Module names PEFT rewrites into expert parameters for this model_type.
+
+    ``transformers_weight_conversion.convert_peft_config_for_transformers``: with transformers 5,
+    PEFT converts ``target_modules`` entries ending in the v4 MoE names (``gate``, ``w1``/``w2``/``w3``
+    for Mixtral-like models; ``gate``, ``gate_proj``, ``up_proj``, ``down_proj`` for Qwen2-MoE-like
+    ones, DeepSeek included) into ``target_parameters`` of the stacked experts, and turns a regex
+    ``target_modules`` into bare leaf names first. A dense FFN's ``down_proj`` in such a model would
+    silently become the experts' ``down_proj``. Empty when PEFT does no such conversion.
+    """
+    return frozenset(rename_table(model_type))
+
+
+def rename_table(model_type: str) -> dict[str, str]:
+    """PEFT's ``{v4 module name: v5 parameter name}`` for this model_type (empty if PEFT does not convert it)."""
+    tables = _conversion_tables()
+    if tables is None:
+        return {}
+    pattern, targets, fused, converted = tables
+    base = pattern.get(model_type)
+    if base is None or not targets.get(base) or not fused.get(base) or not converted(model_type):
+        return {}
+    return dict(targets[base])
+
+
+_Tables = tuple[dict[str, str], dict[str, dict[str, str]], dict[str, Any], Any]
+
+
+def _conversion_tables() -> _Tables | None:
+    """(PEFT's model_type -> base pattern, base -> rename table, base -> fused targets, model types transformers converts)."""
+    if "peft" in sys.modules or "torch" in sys.modules:
+        return _imported_tables()
+    return _source_tables() or _imported_tables()
+
+
+@functools.cache
+def _imported_tables() -> _Tables | None:
+    try:
+        from peft.utils.transformers_weight_conversion import (
+            _MODEL_TO_CONVERSION_PATTERN,
+            _MOE_FUSED_TARGETS,
+            _MOE_TARGET_MODULE_MAPPING,
+        )
+        from transformers.conversion_mapping import get_checkpoint_conversion_mapping
+    except Exception:
+        return None
+    def converted(model_type: str) -> bool:
+        return get_checkpoint_conversion_mapping(model_type) is not None
+
+    return dict(_MODEL_TO_CONVERSION_PATTERN), dict(_MOE_TARGET_MODULE_MAPPING), dict(_MOE_FUSED_TARGETS), converted
+
+
+@functools.cache
+def _source_tables() -> _Tables | None:
+    """The same tables read from the two source files with ``ast`` (no import: no torch)."""
+    import importlib.util
+
+    try:
+        peft_spec = importlib.util.find_spec("peft")
+        tf_spec = importlib.util.find_spec("transformers")
+        if peft_spec is None or tf_spec is None or not peft_spec.submodule_search_locations:
+            return None
+        from pathlib import Path
+
+        peft_file = Path(next(iter(peft_spec.submodule_search_locations))) / "utils" / "transformers_weight_conversion.py"
+        tf_file = Path(next(iter(tf_spec.submodule_search_locations))) / "conversion_mapping.py"
+        tf_tree = ast.parse(tf_file.read_text(encoding="utf-8"))
+        peft_tree = ast.parse(peft_file.read_text(encoding="utf-8"))
+        pattern = dict(_module_dict(tf_tree, "_MODEL_TO_CONVERSION_PATTERN"))
+        mapping_keys = _function_dict_keys(tf_tree, "_build_checkpoint_conversion_mapping", "mapping")
+        # _build_checkpoint_conversion_mapping: its literal keys, then every key of transformers' pattern table
+        converted = (set(pattern) | mapping_keys).__contains__
+        for target in _subscript_assignments(peft_tree, "_MODEL_TO_CONVERSION_PATTERN"):
+            pattern[target[0]] = target[1]
+        targets = _module_dict(peft_tree, "_MOE_TARGET_MODULE_MAPPING")
+        fused = _module_dict(peft_tree, "_MOE_FUSED_TARGETS")
+        if not targets or not pattern:
+            return None
+        return pattern, targets, fused, converted
+    except (OSError, SyntaxError, ValueError, StopIteration):
+        return None
+
+
+def _module_dict(tree: ast.Module, name: str) -> dict[str, Any]:
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else (
+            node.target if isinstance(node, ast.AnnAssign) else None)
+        if isinstance(target, ast.Name) and target.id == name and isinstance(node.value, ast.Dict):  # type: ignore[union-attr]
+            return ast.literal_eval(node.value)  # type: ignore[union-attr]
+    return {}
+
+
+def _function_dict_keys(tree: ast.Module, function: str, variable: str) -> set[str]:
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == function:
+            for inner in ast.walk(node):
+                if (isinstance(inner, ast.Assign) and len(inner.targets) == 1 and isinstance(inner.targets[0], ast.Name)
+                        and inner.targets[0].id == variable and isinstance(inner.value, ast.Dict)):
+                    return {k.value for k in inner.value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+    return set()
+
+
+def _subscript_assignments(tree: ast.Module, name: str) -> list[tuple[str, str]]:
+    out = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Subscript):
+            sub = node.targets[0]
+            if isinstance(sub.value, ast.Name) and sub.value.id == name:
+                out.append((ast.literal_eval(sub.slice), ast.literal_eval(node.value)))
+    return out
+
+
+# ----------------------------------------------------------------------------- options PEFT refuses
+def check_option_values(options: Mapping[str, Any]) -> None:
+    """Refuse, in one line, option values PEFT would reject (or silently not honour), before any model is read.
+
+    ``options`` holds ``lora_dropout``, ``bias``, ``use_rslora``, ``use_dora``, ``init_lora_weights``
+    and any other ``LoraConfig`` keyword. Each rule names where PEFT enforces it.
+    """
+    dropout, bias, init = options["lora_dropout"], options["bias"], options["init_lora_weights"]
+    # bias: BaseTuner._mark_only_adapters_as_trainable raises NotImplementedError for any other value.
+    if bias not in BIAS_CHOICES:
+        raise ConfigError(f"bias must be one of {', '.join(BIAS_CHOICES)}, not {bias!r}")
+    # lora_dropout: nn.Dropout rejects p > 1; PEFT ignores p < 0, and p = 1 zeroes every LoRA input.
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ConfigError(f"lora_dropout must be at least 0 and below 1, not {dropout!r}")
+    for flag in ("use_rslora", "use_dora"):
+        if not isinstance(options[flag], bool):
+            raise ConfigError(f"{flag} must be True or False, not {options[flag]!r}")
+    # init_lora_weights: LoraLayer.reset_lora_parameters raises "Unknown initialization" for other strings;
+    # LoraLayer.pissa_init needs a whole number of iterations in "pissa_niter_<N>".
+    if not (isinstance(init, bool) or init in INIT_CHOICES or re.fullmatch(r"pissa_niter_\d+", str(init))):
+        raise ConfigError(f"init_lora_weights must be true, false, {', '.join(INIT_CHOICES)} or pissa_niter_<N>, not {init!r}")
+    # LoraConfig.__post_init__: "loftq" needs a loftq_config.
+    if init == "loftq" and not options.get("loftq_config"):
+        raise ConfigError("init_lora_weights='loftq' needs loftq_config=LoftQConfig(...) (pass it to lora_config)")
+    # LoraLayer.resolve_lora_variant: MiCA and DoRA are both variants, and no layer has the pair.
+    if init == "mica" and options["use_dora"]:
+        raise ConfigError("init_lora_weights='mica' and use_dora cannot be combined (PEFT has no such LoRA variant)")
+
+
+def check_targets(
+    options: Mapping[str, Any],
+    leaves: Sequence[Leaf],
+    keys: Mapping[str, str],
+    leaf_ranks: Mapping[str, int],
+    module_names: Sequence[str],
+) -> None:
+    """Refuse, in one line, what PEFT would reject with these options on these targets.
+
+    ``keys`` maps each leaf to the name PEFT targets (a module, or a parameter through
+    ``target_parameters``); ``options["modules_to_save"]`` holds exact module names.
+    """
+    dropout, init = options["lora_dropout"], options["init_lora_weights"]
+    wrapped = [leaf for leaf in leaves if leaf.kind == "parameter" or keys[leaf.name] != leaf.name]
+    convs = [leaf for leaf in leaves if leaf.lora_type == "conv" and leaf not in wrapped]
+    reads_weight = isinstance(init, str) and (init.startswith("pissa") or init in WEIGHT_READING_INITS)
+    if wrapped:
+        example = keys[wrapped[0].name]
+        # lora.ParamWrapper.__init__ (target_parameters) raises on lora_dropout != 0 and on use_dora.
+        if dropout:
+            raise ConfigError(f"lora_dropout must be 0 here: PEFT cannot apply dropout to target_parameters ({example})")
+        if options["use_dora"]:
+            raise ConfigError(f"PEFT has no DoRA for target_parameters ({example}); drop --dora or those roles")
+        # ParamWrapper.update_layer raises on any LoRA variant, and MiCA is one.
+        if init == "mica":
+            raise ConfigError(f"PEFT has no MiCA for target_parameters ({example}); choose another init")
+        # these inits read the wrapped module's .weight: expert modules have none (AttributeError in PEFT).
+        odd = [keys[leaf.name] for leaf in wrapped if keys[leaf.name].rsplit(".", 1)[-1] != "weight"]
+        if reads_weight and odd:
+            raise ConfigError(f"init_lora_weights={init!r} reads a module's weight; PEFT cannot apply it to {odd[0]}")
+    # _ConvNd.update_layer: besides loftq and lora_ga, convs only take True, False or "gaussian" (else ValueError).
+    if convs and init not in (True, False, "gaussian", "loftq", "lora_ga"):
+        raise ConfigError(f"PEFT cannot use init_lora_weights={init!r} on convolutions ({convs[0].name})")
+    for leaf in leaves:
+        rank = leaf_ranks[leaf.name]
+        # LoraLayer.orthogonal_init: an even rank only.
+        if init == "orthogonal" and rank % 2:
+            raise ConfigError(f"init_lora_weights='orthogonal' needs even ranks; {leaf.name} has rank {rank}")
+        # mica_init: r <= min(in_features, out_features).
+        if init == "mica" and rank > min(leaf.shape):
+            raise ConfigError(f"init_lora_weights='mica' needs rank <= {min(leaf.shape)} for {leaf.name}, not {rank}")
+    for name in options.get("modules_to_save") or []:
+        also = [n for n in module_names if n != name and matches_modules_to_save(name, n)]
+        if also:
+            raise ConfigError(f"modules_to_save {name!r} would also copy {also[0]} (PEFT matches the end of the name)")
+        for leaf in leaves:
+            if inside_modules_to_save(name, leaf.owner):
+                raise ConfigError(f"{leaf.name} is both a LoRA target and inside modules_to_save {name!r}; "
+                                  "PEFT would drop its LoRA -- keep one")
+
+
+# ----------------------------------------------------------------------------- PEFT objects
+def new_lora_config(kwargs: Mapping[str, Any]) -> Any:
+    """``peft.LoraConfig(**kwargs)``, with PEFT's own refusals (``LoraConfig.__post_init__``) as one-line ``ConfigError``s."""
+    from peft import LoraConfig
+
+    try:
+        return LoraConfig(**kwargs)
+    except (TypeError, ValueError, ImportError) as exc:
+        raise ConfigError(f"PEFT rejects this LoRA configuration: {' '.join(str(exc).split())}") from None
+
+
+@functools.cache
+def lora_config_defaults() -> dict[str, Any]:
+    """``LoraConfig().to_dict()``: the value of every field a config leaves unset."""
+    from peft import LoraConfig
+
+    return LoraConfig().to_dict()
+
+
+def is_tuner_layer(module: Any) -> bool:
+    """A PEFT tuner layer (``tuners_utils.BaseTunerLayer``): one that wraps a base layer."""
+    if "peft" not in sys.modules:
+        return False  # nothing can be a tuner layer when PEFT was never imported
+    try:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(module, BaseTunerLayer)
+
+
+def module_hits(config: Any, module_names: Iterable[str], targets: Any, *, bare: bool = False) -> set[str]:
+    """Module names ``tuners_utils.check_target_module_exists`` matches for ``targets`` under ``config``'s other settings.
+
+    ``bare`` leaves out ``exclude_modules``, ``modules_to_save`` and the layer selection.
+    """
+    from types import SimpleNamespace
+
+    from peft.tuners.tuners_utils import check_target_module_exists
+
+    probe = SimpleNamespace(
+        target_modules=targets, target_parameters=None,
+        exclude_modules=None if bare else config.exclude_modules,
+        modules_to_save=None if bare else config.modules_to_save,
+        layers_to_transform=None if bare else config.layers_to_transform,
+        layers_pattern=None if bare else config.layers_pattern)
+    return {name for name in module_names if check_target_module_exists(probe, name)}
+
+
+def converted_config(config: Any, module: Any) -> Any:
+    """A copy of ``config`` after ``convert_peft_config_for_transformers`` (the MoE rename), or ``config`` if it does nothing."""
+    import copy
+
+    converted = copy.deepcopy(config)
+    try:
+        from peft.utils.transformers_weight_conversion import convert_peft_config_for_transformers
+
+        convert_peft_config_for_transformers(converted, model=module, conversions=None)
+    except Exception:  # no rename in this PEFT, or PEFT refuses it: get_peft_model reports the latter
+        return config
+    return converted
+
+
+def all_linear_targets(config: Any, module: Any) -> Any:
+    """``tuners_utils._maybe_include_all_linear_layers``: what ``"all-linear"`` expands into (``None`` if unavailable)."""
+    import copy
+
+    try:
+        from peft.tuners.tuners_utils import _maybe_include_all_linear_layers
+
+        return _maybe_include_all_linear_layers(copy.deepcopy(config), module).target_modules
+    except Exception:  # a private helper: without it, say nothing rather than guess
+        return None
+
+
+def apply(module: Any, config: Any) -> tuple[Any, set[str]]:
+    """``peft.get_peft_model(module, config)`` (warnings silenced): the PEFT model and the names it targeted."""
+    import warnings
+
+    from peft import get_peft_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = get_peft_model(module, config)
+    tuner = model.base_model
+    targeted = set(tuner.targeted_module_names) | set(getattr(tuner, "targeted_parameter_names", None) or [])
+    return model, targeted
+
+
+def _numel(shape: Sequence[int]) -> int:
+    count = 1
+    for dim in shape:
+        count *= dim
+    return count

@@ -1,0 +1,239 @@
+"""The adapter plan: LoRA settings applied to a resolution, every check run once, with what it costs.
+
+``Resolution.plan(settings)`` builds an ``AdapterPlan``: the rank of each leaf, PEFT's
+``target_modules`` / ``target_parameters`` / ``rank_pattern`` / ``alpha_pattern``, the exact
+``modules_to_save`` names and the ``Cost``. Every output (the ``LoraConfig``, the JSON document,
+``adapter_config.json``, the trainers' exports, the tables) is read off the plan.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import peft_compat
+from .errors import ConfigError
+from .targeting import exact_regex, exact_suffixes
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .resolution import Resolution
+    from .settings import LoraSettings
+
+#: bytes per value at each precision the cost is given for
+PRECISIONS = {"fp32": 4, "bf16": 2}
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What an adapter costs to train, known before training: its trainable parameters and their memory.
+
+    ``lora`` holds the LoRA A and B matrices per role; ``dora`` the DoRA magnitude vectors;
+    ``biases`` the base-model biases ``bias="all"`` or ``"lora_only"`` makes trainable;
+    ``modules_to_save`` the full trainable copy of each module PEFT saves whole.
+    """
+
+    lora: dict[str, int]
+    dora: int = 0
+    biases: int = 0
+    modules_to_save: dict[str, int] = field(default_factory=dict)
+    base_parameters: int = 0
+
+    @property
+    def total(self) -> int:
+        """Every trainable parameter: what ``requires_grad`` counts on the PEFT model."""
+        return sum(self.lora.values()) + self.dora + self.biases + sum(self.modules_to_save.values())
+
+    @property
+    def share(self) -> float | None:
+        """``total`` as a fraction of the base model's parameters (``None`` when those are unknown)."""
+        return self.total / self.base_parameters if self.base_parameters else None
+
+    def memory(self, precision: str = "fp32") -> dict[str, int]:
+        """Bytes for the trainable weights, their gradients and AdamW's two states, and their total.
+
+        Each is one value per trainable parameter, at 4 bytes (``"fp32"``) or 2 (``"bf16"``):
+        torch's AdamW keeps ``exp_avg`` and ``exp_avg_sq`` in the parameter's dtype. The frozen
+        base model and activations are not included.
+        """
+        if precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+        each = self.total * PRECISIONS[precision]
+        return {"weights": each, "gradients": each, "adamw_states": 2 * each, "total": 4 * each}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``"cost"`` object of ``resolve --format json``."""
+        return {
+            "lora_by_role": dict(self.lora),
+            "dora_magnitudes": self.dora,
+            "biases": self.biases,
+            "modules_to_save": dict(self.modules_to_save),
+            "total": self.total,
+            "base_parameters": self.base_parameters,
+            "share": self.share,
+            "memory_bytes": {precision: self.memory(precision) for precision in PRECISIONS},
+        }
+
+
+@dataclass(frozen=True)
+class AdapterPlan:
+    """A resolution with LoRA settings applied: what PEFT will be told, and what it will cost.
+
+    ``ranks`` / ``alphas`` are the per-role overrides in effect (a preset's defaults only where
+    their roles were resolved); ``leaf_ranks`` the rank of every selected leaf.
+    """
+
+    resolution: Resolution
+    settings: LoraSettings
+    ranks: dict[str, int]
+    alphas: dict[str, float]
+    leaf_ranks: dict[str, int]
+    target_modules: list[str] | str
+    target_parameters: list[str]
+    rank_pattern: dict[str, int]
+    alpha_pattern: dict[str, float]
+    modules_to_save: list[str] | None
+    cost: Cost
+
+    @property
+    def warnings(self) -> list[str]:
+        """The resolution's warnings."""
+        return self.resolution.warnings
+
+    def rank_of(self, role: str) -> int:
+        """The rank ``role`` gets."""
+        return self.ranks.get(role, self.settings.r)
+
+    def options(self) -> dict[str, Any]:
+        """PEFT's options as ``LoraConfig`` keyword arguments (``modules_to_save`` as exact names)."""
+        return {**self.settings.peft_options(), "modules_to_save": self.modules_to_save}
+
+    def lora_kwargs(self) -> dict[str, Any]:
+        """Every ``LoraConfig`` keyword argument of this plan."""
+        kwargs: dict[str, Any] = dict(
+            r=self.settings.r,
+            lora_alpha=self.settings.alpha,
+            target_modules=self.target_modules,
+            rank_pattern=dict(self.rank_pattern),
+            alpha_pattern=dict(self.alpha_pattern),
+        )
+        if self.target_parameters:
+            kwargs["target_parameters"] = list(self.target_parameters)
+        kwargs.update(self.options())
+        return kwargs
+
+    def lora_config(self) -> Any:
+        """The ``peft.LoraConfig`` that adapts exactly the resolved set with these settings."""
+        return peft_compat.new_lora_config(self.lora_kwargs())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--format json`` document."""
+        resolution = self.resolution
+        kwargs = self.lora_kwargs()
+        if set(self.settings.peft_options()) <= peft_compat.PLAIN_OPTIONS:
+            # LoraConfig accepts every combination these options can take once they were checked, and only
+            # turns a list target_modules into a set: the same document without importing PEFT.
+            target_modules, target_parameters = kwargs["target_modules"], kwargs.get("target_parameters")
+        else:
+            config = self.lora_config()
+            target_modules, target_parameters = config.target_modules, config.target_parameters
+        if isinstance(target_modules, (list, set, frozenset, tuple)):
+            target_modules = sorted(target_modules)
+        layers = {"layers": {stack: list(kept) for stack, kept in resolution.layers.items()}} if resolution.layers else {}
+        return {
+            "model": resolution.model_map.model,
+            "model_type": resolution.model_map.model_type,
+            "plugin": resolution.model_map.plugin,
+            "roles": resolution.names_by_role(),
+            "target_modules": target_modules,
+            "target_parameters": list(target_parameters or []),
+            "trainable_parameters": self.cost.total,
+            "warnings": list(resolution.warnings),
+            **layers,
+            "cost": self.cost.to_dict(),
+        }
+
+    def adapter_config(self) -> str:
+        """``adapter_config.json`` text, as ``LoraConfig.save_pretrained`` writes it (deterministic)."""
+        config = self.lora_config()
+        if isinstance(self.resolution.model_map.model, str):
+            config.base_model_name_or_path = self.resolution.model_map.model
+        data = config.to_dict()
+        for key, value in list(data.items()):
+            if isinstance(value, (set, frozenset)):
+                data[key] = sorted(value)
+        return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+
+
+def build_plan(resolution: Resolution, settings: LoraSettings) -> AdapterPlan:
+    """Apply ``settings`` to ``resolution``: per-role ranks, exact patterns and ``modules_to_save``, the cost.
+
+    The combinations PEFT would refuse are checked here, once (``peft_compat.check_targets``).
+    """
+    from .resolution import per_role
+
+    # A preset's per-role overrides are defaults: they apply where their roles were resolved.
+    ranks = {**{k: v for k, v in settings.default_ranks.items() if resolution.covers(k)}, **settings.ranks}
+    alphas = {**{k: v for k, v in settings.default_alphas.items() if resolution.covers(k)}, **settings.alphas}
+    role_ranks = per_role(ranks, resolution, "rank")
+    role_alphas = per_role(alphas, resolution, "alpha")
+    by_role = resolution.names_by_role()
+    leaf_ranks = {name: role_ranks.get(role, settings.r) for role, names in by_role.items() for name in names}
+    saved = resolution.modules_to_save(settings.modules_to_save)
+    options = {**settings.peft_options(), "modules_to_save": saved}
+    peft_compat.check_targets(options, resolution.leaves, resolution.target_keys(), leaf_ranks,
+                              resolution.model_map.all_module_names)
+    return AdapterPlan(
+        resolution=resolution,
+        settings=settings,
+        ranks=dict(role_ranks),
+        alphas=dict(role_alphas),
+        leaf_ranks=leaf_ranks,
+        target_modules=resolution.target_modules(),
+        target_parameters=resolution.target_parameters(),
+        rank_pattern=_pattern(resolution, role_ranks),
+        alpha_pattern=_pattern(resolution, role_alphas),
+        modules_to_save=saved,
+        cost=_cost(resolution, settings, leaf_ranks, saved),
+    )
+
+
+def _cost(resolution: Resolution, settings: LoraSettings, leaf_ranks: Mapping[str, int], saved: list[str] | None) -> Cost:
+    role_of = {name: role for role, names in resolution.names_by_role().items() for name in names}
+    lora = dict.fromkeys(resolution.names_by_role(), 0)
+    dora = 0
+    for leaf in resolution.leaves:
+        rank = leaf_ranks[leaf.name]
+        count = peft_compat.lora_parameters(leaf, rank)
+        if settings.init_lora_weights == "mica":
+            count -= peft_compat.mica_frozen_parameters(leaf, rank)
+        lora[role_of[leaf.name]] += count
+        if settings.use_dora:
+            dora += peft_compat.dora_parameters(leaf)
+    tree = resolution.model_map.tree
+    copies = {name: peft_compat.modules_to_save_parameters(tree, name) for name in saved or []}
+    biases = peft_compat.bias_parameters(tree, resolution.leaves, settings.bias, saved or [])
+    return Cost(lora, dora, biases, copies, resolution.model_map.base_parameters)
+
+
+def _pattern(resolution: Resolution, per_role: Mapping[str, Any]) -> dict[str, Any]:
+    """PEFT pattern keys for per-role overrides: exact among this resolution's own targets."""
+    if not per_role:
+        return {}
+    keys = resolution.target_keys()
+    by_role = {role: [keys[n] for n in names] for role, names in resolution.names_by_role().items()}
+    targeted = [key for names in by_role.values() for key in names]
+    pattern: dict[str, Any] = {}
+    for role, value in per_role.items():
+        names = by_role.get(role, [])
+        if not names:
+            continue
+        suffixes = exact_suffixes(names, targeted)
+        if suffixes is None:
+            pattern[exact_regex(names, targeted)] = value
+        else:
+            for suffix in suffixes:
+                pattern[re.escape(suffix)] = value
+    return pattern

@@ -1,0 +1,49 @@
+"""Helpers shared by the tests: paths, PEFT application, config folders, CLI probes. Real stack, no mocks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def apply_peft(resolution, r=8, ranks=None, alphas=None):
+    """Apply the emitted LoraConfig with PEFT; return (targeted keys, trainable parameter count, peft model)."""
+    from lora_registry.coverage import peft_check
+
+    result = peft_check(resolution, r=r, ranks=ranks, alphas=alphas)
+    return result.targeted, result.trainable, result.model
+
+
+def expected_keys(resolution):
+    """The keys PEFT should report: module names, or parameter names for parameter targets."""
+    return set(resolution.target_keys().values())
+
+
+def write_config(folder: Path, data: dict, name: str = "m") -> str:
+    """A folder holding ``config.json`` with ``data``; returns its path."""
+    target = folder / name
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "config.json").write_text(json.dumps(data))
+    return str(target)
+
+
+#: run the CLI in-process and report which heavy libraries got imported (on stderr, last line)
+PROBE = (
+    "import sys\n"
+    "from lora_registry.cli import main\n"
+    "try:\n    main()\nexcept SystemExit:\n    pass\n"
+    "print('LOADED=' + ','.join(m for m in ('torch', 'transformers', 'peft') if m in sys.modules), file=sys.stderr)\n"
+)
+
+
+def probe_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``lora-registry ARGS`` in a fresh interpreter through ``PROBE`` (stderr ends with ``LOADED=...``)."""
+    return subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=300,
+                          env=env if env is not None else os.environ.copy())

@@ -49,7 +49,9 @@ def main(argv=None) -> int:
             why = f"{len(row.unexplained)} UNEXPLAINED (e.g. {row.unexplained[0]}); " + why
         if row.peft_exact is False:
             why = f"PEFT: {row.peft_note}; " + why
-        print(f"{model_type:<32} {row.plugin:<12} {row.leaves:>7} {row.with_role:>7} {row.null:>6}  {peft:<6} {why[:220]}")
+        print(
+            f"{model_type:<32} {row.plugin:<12} {row.leaves:>7} {row.with_role:>7} {row.null:>6}  {peft:<6} {why[:220]}"
+        )
         sys.stdout.flush()
     built = [r for r in rows if r.built]
     applied = [r for r in built if r.peft_exact is not None]
@@ -58,11 +60,15 @@ def main(argv=None) -> int:
     plugins = Counter(r.plugin for r in built)
     print()
     print(f"model types: {len(rows)}; built: {len(built)}; build failures: {len(rows) - len(built)}")
-    print(f"language leaves: {leaves:,}; with a role: {with_role:,}; explicit null: "
-          f"{sum(sum(r.nulls.values()) for r in built):,}; unexplained: {sum(len(r.unexplained) for r in built)}")
+    print(
+        f"language leaves: {leaves:,}; with a role: {with_role:,}; explicit null: "
+        f"{sum(sum(r.nulls.values()) for r in built):,}; unexplained: {sum(len(r.unexplained) for r in built)}"
+    )
     if not args.no_peft:
-        print(f"`all` applied with PEFT: {len(applied)}; exact set and count: {sum(r.peft_exact for r in applied)}; "
-              f"differ: {sum(not r.peft_exact for r in applied)}; no `all` roles: {len(built) - len(applied)}")
+        print(
+            f"`all` applied with PEFT: {len(applied)}; exact set and count: {sum(r.peft_exact for r in applied)}; "
+            f"differ: {sum(not r.peft_exact for r in applied)}; no `all` roles: {len(built) - len(applied)}"
+        )
     print("answered by: " + ", ".join(f"{p} {n}" for p, n in plugins.most_common()))
     print(f"elapsed: {time.perf_counter() - start:.0f} s")
     if args.json:

@@ -188,7 +188,8 @@ def founding_notes_scan(model) -> list[str]:
     import torch.nn as nn
 
     return [
-        name for name, module in model.named_modules()
+        name
+        for name, module in model.named_modules()
         if isinstance(module, nn.Linear) and any(s in name for s in BASELINE_SUBSTRINGS)
     ]
 
@@ -259,11 +260,21 @@ def case_library(args) -> dict:
     modules = sum(1 for _ in model.named_modules())
     linears = sum(isinstance(m, nn.Linear) for m in model.modules())
     return {
-        "layers": config.num_hidden_layers, "modules": modules, "linears": linears, "build": build,
-        "ours": ours, "scan": scan, "peft": statistics.median(peft_runs), "peft_layers": made,
-        "peft_get": statistics.median(get_runs), "peft_get_layers": made_by_get,
-        "selected": len(wanted), "scan_found": len(found), "scan_missed": len(wanted - found),
-        "scan_extra": len(found - wanted), "parameters": sum(p.numel() for p in model.parameters()),
+        "layers": config.num_hidden_layers,
+        "modules": modules,
+        "linears": linears,
+        "build": build,
+        "ours": ours,
+        "scan": scan,
+        "peft": statistics.median(peft_runs),
+        "peft_layers": made,
+        "peft_get": statistics.median(get_runs),
+        "peft_get_layers": made_by_get,
+        "selected": len(wanted),
+        "scan_found": len(found),
+        "scan_missed": len(wanted - found),
+        "scan_extra": len(found - wanted),
+        "parameters": sum(p.numel() for p in model.parameters()),
         "config": config_size(lora_config),
     }
 
@@ -277,10 +288,9 @@ def case_linearity(args) -> dict:
     for layers in args.layer_counts:
         model = build_meta(llama_405b_config(layers))
         inspect_resolve(model)
-        seconds = median_seconds(lambda: inspect_resolve(model), args.repeat)
+        seconds = median_seconds(lambda model=model: inspect_resolve(model), args.repeat)
         modules = sum(1 for _ in model.named_modules())
         out[layers] = {"modules": modules, "seconds": seconds}
-        del model
     return out
 
 
@@ -318,9 +328,14 @@ def case_scale(args) -> dict:
         return {"peft": time.perf_counter() - start, "peft_layers": made}
     linears = sum(isinstance(m, nn.Linear) for m in model.modules())
     result = {
-        "model": args.model, "build": built, "seconds": seconds, "linears": linears,
-        "leaves": len(resolution.model_map.leaves), "selected": len(resolution.target_keys()),
-        "parameters": resolution.model_map.base_parameters, "config": config_size(lora_config),
+        "model": args.model,
+        "build": built,
+        "seconds": seconds,
+        "linears": linears,
+        "leaves": len(resolution.model_map.leaves),
+        "selected": len(resolution.target_keys()),
+        "parameters": resolution.model_map.base_parameters,
+        "config": config_size(lora_config),
     }
     # Peak RSS before tracemalloc's own bookkeeping; then a second pass under tracemalloc (it slows
     # Python down, so it is not the timed one).
@@ -339,28 +354,36 @@ def machine_facts() -> str:
 
     versions = ", ".join(f"{p} {md.version(p)}" for p in ("torch", "transformers", "peft", "typer"))
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}; "
-            f"Python {platform.python_version()}; {versions}; load average at start {load}")
+    return (
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}; {versions}; load average at start {load}"
+    )
 
 
 def section_startup(repeat: int) -> str:
     # Round-robin: each round runs the baseline and every command once, so load that comes and goes
     # on a shared machine lands on all of them alike instead of skewing the ratios.
-    commands = [[sys.executable, "-c", "import typer"]] + [cli() + argv for argv in (["--help"], ["roles"], ["plugins"])]
+    commands = [[sys.executable, "-c", "import typer"]] + [
+        cli() + argv for argv in (["--help"], ["roles"], ["plugins"])
+    ]
     times: list[list[float]] = [[] for _ in commands]
     for _ in range(repeat):
         for argv, runs in zip(commands, times):
             runs.append(command_seconds(argv, 1))
     base, *medians = (statistics.median(runs) for runs in times)
-    rows = [["`python -c \"import typer\"` (baseline)", fmt_s(base), "1.0x", ""]]
+    rows = [['`python -c "import typer"` (baseline)', fmt_s(base), "1.0x", ""]]
     for argv, seconds in zip(commands[1:], medians):
         ratio = seconds / base
         rows.append([f"`lora-registry {argv[-1]}`", fmt_s(seconds), f"{ratio:.1f}x", "yes" if ratio < 3 else "no"])
     # the installed copy, or a source tree when PYTHONPATH points at one
-    package = subprocess.run([sys.executable, "-c", "import lora_registry; print(lora_registry.__path__[0])"],
-                             capture_output=True, text=True).stdout.strip()
-    return ("### Start-up\n\n" + table(["command", "median", "vs baseline", "under 3x"], rows)
-            + f"\n\n`{' '.join(cli())}`, importing `{package}`.")
+    package = subprocess.run(
+        [sys.executable, "-c", "import lora_registry; print(lora_registry.__path__[0])"], capture_output=True, text=True
+    ).stdout.strip()
+    return (
+        "### Start-up\n\n"
+        + table(["command", "median", "vs baseline", "under 3x"], rows)
+        + f"\n\n`{' '.join(cli())}`, importing `{package}`."
+    )
 
 
 # The declarative entries' fast path too: the published configs of GPT-2, Falcon-40B and Qwen2.5-7B.
@@ -375,8 +398,9 @@ CLI_FAST_CASES = [
 def section_cli_resolve(repeat: int) -> str:
     # Round-robin, like the start-up section: each round runs the baseline and every command once.
     commands = [[sys.executable, "-c", "from transformers import AutoConfig"]] + [
-        cli() + ["resolve", str(folder.relative_to(ROOT)), "--roles", roles, "--format", "json"]
-        for folder, roles in CLI_FAST_CASES]
+        cli() + ["resolve", str(folder.relative_to(ROOT)), "--roles", roles, "--format", "json", "--no-cache"]
+        for folder, roles in CLI_FAST_CASES + CLI_TREE_CASES
+    ]
     times: list[list[float]] = [[] for _ in commands]
     cwd = os.getcwd()
     os.chdir(ROOT)
@@ -387,13 +411,79 @@ def section_cli_resolve(repeat: int) -> str:
     finally:
         os.chdir(cwd)
     base, *medians = (statistics.median(runs) for runs in times)
-    rows = [["`python -c \"from transformers import AutoConfig\"` (baseline)", fmt_s(base), "1.00x", ""]]
+    rows = [['`python -c "from transformers import AutoConfig"` (baseline)', fmt_s(base), "1.00x", ""]]
     for argv, seconds in zip(commands[1:], medians):
         ratio = seconds / base
-        rows.append([f"`lora-registry {' '.join(argv[len(cli()):])}`", fmt_s(seconds), f"{ratio:.2f}x",
-                     "yes" if ratio < 0.25 else "no"])
-    return ("### CLI on published configs (the config-only fast path)\n\n"
-            + table(["command", "median", "vs baseline", "under 0.25x"], rows))
+        rows.append(
+            [
+                f"`lora-registry {' '.join(argv[len(cli()) :])}`",
+                fmt_s(seconds),
+                f"{ratio:.2f}x",
+                "yes" if ratio < 0.25 else "no",
+            ]
+        )
+    return "### CLI on published configs (the config-only fast path)\n\n" + table(
+        ["command", "median", "vs baseline", "under 0.25x"], rows
+    )
+
+
+#: the fast path's newer families (module trees from their plugins) on published configs, first call, cache off
+CLI_TREE_CASES = [
+    (ROOT / "tests" / "fixtures" / "qwen3-8b", "q,v,ffn"),
+    (ROOT / "tests" / "fixtures" / "qwen3-30b-a3b", "q,v,experts"),
+    (ROOT / "tests" / "fixtures" / "gemma-2-9b", "all"),
+    (ROOT / "tests" / "fixtures" / "gemma-3-1b-it", "all"),
+    (ROOT / "tests" / "fixtures" / "olmo-2-1124-7b", "all"),
+]
+#: models no plugin has a tree for: answered from the cache on the second call
+CLI_CACHE_CASES = [
+    ("qwen3_moe", "q,v,experts"),  # a bare model_type: transformers' default config
+    ("deepseek_v3", "attention,ffn"),
+    (ROOT / "tests" / "fixtures" / "deepseek-v2-lite", "attention,experts"),
+    (ROOT / "tests" / "fixtures" / "kimi-k2", "attention"),
+]
+
+
+def section_cache(repeat: int, quick: bool) -> str:
+    """First call (built on the meta device, cache written) and later calls (the cache, no torch) per model."""
+    import tempfile
+
+    cases = CLI_CACHE_CASES[:1] if quick else CLI_CACHE_CASES
+    rows: list[list[str]] = []
+    with tempfile.TemporaryDirectory() as folder:
+        env = {**os.environ, "LORA_REGISTRY_CACHE_DIR": folder}
+        env.pop("LORA_REGISTRY_NO_CACHE", None)
+        base_runs: list[float] = []
+        timed: list[tuple[str, float, list[float]]] = []
+        for model, roles in cases:
+            label = model if isinstance(model, str) else str(model.relative_to(ROOT))
+            argv = cli() + ["resolve", label, "--roles", roles, "--format", "json"]
+            start = time.perf_counter()
+            subprocess.run(argv, capture_output=True, env=env, cwd=ROOT, check=True, timeout=900)
+            first = time.perf_counter() - start
+            later = []
+            for _ in range(repeat):
+                base_runs.append(command_seconds([sys.executable, "-c", "from transformers import AutoConfig"], 1))
+                start = time.perf_counter()
+                subprocess.run(argv, capture_output=True, env=env, cwd=ROOT, check=True, timeout=300)
+                later.append(time.perf_counter() - start)
+            timed.append((label, first, later))
+        base = statistics.median(base_runs)
+        rows.append(['`python -c "from transformers import AutoConfig"` (baseline)', "", fmt_s(base), "1.00x", ""])
+        for label, first, later in timed:
+            ratio = statistics.median(later) / base
+            rows.append(
+                [
+                    f"`resolve {label}`",
+                    fmt_s(first),
+                    fmt_s(statistics.median(later)),
+                    f"{ratio:.2f}x",
+                    "yes" if ratio < 0.25 else "no",
+                ]
+            )
+    return "### The map cache: a second call of any architecture\n\n" + table(
+        ["command", "first call", "later calls (median)", "vs baseline", "under 0.25x"], rows
+    )
 
 
 def section_library(repeat: int, layers: int | None) -> str:
@@ -403,18 +493,36 @@ def section_library(repeat: int, layers: int | None) -> str:
         return f"### Library\n\nfailed: {r['error']}"
     name = "Llama-3.1-405B" if layers is None else f"Llama-3.1-405B ({layers} layers)"
     rows = [
-        ["lora-registry: `resolve(inspect(model), \"all\")` + `lora_config()`", fmt_s(r["ours"]), "1.0x",
-         f"{r['selected']} leaves, exact; emits {r['config']['entries']} suffixes"],
-        ["A: founding notes, `named_modules()` + substring tests", fmt_s(r["scan"]), f"{r['scan'] / r['ours']:.2f}x",
-         f"{r['scan_found']} names; misses {r['scan_missed']}, extra {r['scan_extra']}"],
-        ["B: PEFT `inject_adapter_in_model` (emitted config, fresh meta model)", fmt_s(r["peft"]),
-         f"{r['peft'] / r['ours']:.2f}x", f"{r['peft_layers']} LoRA layers made"],
-        ["B': PEFT `get_peft_model` (emitted config, fresh meta model)", fmt_s(r["peft_get"]),
-         f"{r['peft_get'] / r['ours']:.2f}x", f"{r['peft_get_layers']} LoRA layers made"],
+        [
+            'lora-registry: `resolve(inspect(model), "all")` + `lora_config()`',
+            fmt_s(r["ours"]),
+            "1.0x",
+            f"{r['selected']} leaves, exact; emits {r['config']['entries']} suffixes",
+        ],
+        [
+            "A: founding notes, `named_modules()` + substring tests",
+            fmt_s(r["scan"]),
+            f"{r['scan'] / r['ours']:.2f}x",
+            f"{r['scan_found']} names; misses {r['scan_missed']}, extra {r['scan_extra']}",
+        ],
+        [
+            "B: PEFT `inject_adapter_in_model` (emitted config, fresh meta model)",
+            fmt_s(r["peft"]),
+            f"{r['peft'] / r['ours']:.2f}x",
+            f"{r['peft_layers']} LoRA layers made",
+        ],
+        [
+            "B': PEFT `get_peft_model` (emitted config, fresh meta model)",
+            fmt_s(r["peft_get"]),
+            f"{r['peft_get'] / r['ours']:.2f}x",
+            f"{r['peft_get_layers']} LoRA layers made",
+        ],
     ]
-    head = (f"### Library on a meta-built {name}\n\n{r['modules']:,} modules, {r['linears']} Linear, "
-            f"{r['parameters'] / 1e9:.1f}B parameters; building it on meta took {fmt_s(r['build'])} "
-            f"(not in any row; B and B' build a fresh model per run, also not timed).\n\n")
+    head = (
+        f"### Library on a meta-built {name}\n\n{r['modules']:,} modules, {r['linears']} Linear, "
+        f"{r['parameters'] / 1e9:.1f}B parameters; building it on meta took {fmt_s(r['build'])} "
+        f"(not in any row; B and B' build a fresh model per run, also not timed).\n\n"
+    )
     return head + table(["what", "median", "vs lora-registry", "result"], rows)
 
 
@@ -423,8 +531,10 @@ def section_linearity(repeat: int, counts) -> str:
     r = run_case("linearity", "--repeat", str(max(repeat, 11)), "--layer-counts", ",".join(map(str, counts)))
     if "error" in r:
         return f"### Linearity\n\nfailed: {r['error']}"
-    rows = [[layers, f"{v['modules']:,}", fmt_s(v["seconds"]), f"{v['seconds'] / v['modules'] * 1e6:.0f} µs"]
-            for layers, v in r.items()]
+    rows = [
+        [layers, f"{v['modules']:,}", fmt_s(v["seconds"]), f"{v['seconds'] / v['modules'] * 1e6:.0f} µs"]
+        for layers, v in r.items()
+    ]
     # Least-squares line through (modules, seconds): the slope is the cost of one more module, the
     # intercept the fixed cost per call; linear means the points sit on it.
     xs = [v["modules"] for v in r.values()]
@@ -433,10 +543,12 @@ def section_linearity(repeat: int, counts) -> str:
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / (sum((x - mx) ** 2 for x in xs) or 1)
     intercept = my - slope * mx
     worst = max(abs(y - (intercept + slope * x)) / y for x, y in zip(xs, ys))
-    return ("### Linearity: inspect + resolve `all` on Llama-3.1-405B shapes\n\n"
-            + table(["layers", "modules", "median", "per module"], rows)
-            + f"\n\nFit: {slope * 1e6:.0f} µs per module + {fmt_s(intercept)} per call; "
-              f"the furthest point is {worst:.0%} off the line.")
+    return (
+        "### Linearity: inspect + resolve `all` on Llama-3.1-405B shapes\n\n"
+        + table(["layers", "modules", "median", "per module"], rows)
+        + f"\n\nFit: {slope * 1e6:.0f} µs per module + {fmt_s(intercept)} per call; "
+        f"the furthest point is {worst:.0%} off the line."
+    )
 
 
 def section_scale(quick: bool) -> str:
@@ -457,28 +569,56 @@ def section_scale(quick: bool) -> str:
             peft = "skipped (--quick)"
         elif r["model"] == "synthetic":
             p = run_case("scale", "--peft", *extra, timeout=PEFT_CAP_SECONDS + 120)
-            peft = (f"{fmt_s(p['peft'])} ({p['peft_layers']:,} LoRA layers)" if "peft" in p
-                    else f"not measured: {p.get('error', 'no result')}")
+            peft = (
+                f"{fmt_s(p['peft'])} ({p['peft_layers']:,} LoRA layers)"
+                if "peft" in p
+                else f"not measured: {p.get('error', 'no result')}"
+            )
         size = r["config"]
-        rows.append([
-            label, f"{r['parameters'] / 1e9:,.1f}B", f"{r['linears']:,}", f"{r['selected']:,}", fmt_s(r["build"]),
-            fmt_s(r["seconds"]), f"{fmt_mib(r['maxrss'])} / {fmt_mib(r['traced_peak'])}",
-            f"{size['entries']} entries, {size['chars']} chars", peft,
-        ])
+        rows.append(
+            [
+                label,
+                f"{r['parameters'] / 1e9:,.1f}B",
+                f"{r['linears']:,}",
+                f"{r['selected']:,}",
+                fmt_s(r["build"]),
+                fmt_s(r["seconds"]),
+                f"{fmt_mib(r['maxrss'])} / {fmt_mib(r['traced_peak'])}",
+                f"{size['entries']} entries, {size['chars']} chars",
+                peft,
+            ]
+        )
         notes.append(f"{label} emits: `{size['text']}`")
-    head = ["model", "parameters", "Linear modules", "selected", "build on meta", "inspect+resolve+config",
-            "peak RSS / traced", "emitted targets", "PEFT inject (reference)"]
-    return ("### Scale: resolve `all` (each case in its own process)\n\n" + table(head, rows) + "\n\n"
-            + "\n".join(f"- {n}" for n in notes)
-            + "\n\nPeak RSS is the case process's `ru_maxrss` (build included); traced is tracemalloc's peak "
-              "of Python allocations during inspect + resolve + lora_config.")
+    head = [
+        "model",
+        "parameters",
+        "Linear modules",
+        "selected",
+        "build on meta",
+        "inspect+resolve+config",
+        "peak RSS / traced",
+        "emitted targets",
+        "PEFT inject (reference)",
+    ]
+    return (
+        "### Scale: resolve `all` (each case in its own process)\n\n"
+        + table(head, rows)
+        + "\n\n"
+        + "\n".join(f"- {n}" for n in notes)
+        + "\n\nPeak RSS is the case process's `ru_maxrss` (build included); traced is tracemalloc's peak "
+        "of Python allocations during inspect + resolve + lora_config."
+    )
 
 
 # ---------------------------------------------------------------------- main
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="runs per median (default 5; --quick: 1)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 run each, small models; no Kimi-K2, no 405B CLI row, no PEFT on the synthetic model")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 1 run each, small models; no Kimi-K2, no 405B CLI row, no PEFT on the synthetic model",
+    )
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--layers", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--layer-counts", help=argparse.SUPPRESS)
@@ -499,6 +639,7 @@ def main(argv=None) -> int:
     sections = [
         lambda: section_startup(repeat),
         lambda: "(--quick: the CLI on Llama-3.1-405B skipped)" if args.quick else section_cli_resolve(repeat),
+        lambda: section_cache(repeat, args.quick),
         lambda: section_library(repeat, 8 if args.quick else None),
         lambda: section_linearity(repeat, (2, 4, 8) if args.quick else LINEARITY_LAYERS),
         lambda: section_scale(args.quick),

@@ -25,10 +25,29 @@ from .errors import (
 from .hookspecs import HOOKSPEC_VERSION, Decline, Null, hookimpl
 
 __all__ = [
-    "HOOKSPEC_VERSION", "AdapterPlan", "ConfigError", "Cost", "Decline", "LoraRegistryError",
-    "LoraSettings", "ModelLoadError", "ModelMap", "ModuleTree", "Null", "PluginError", "PluginHost", "RegistryError",
-    "RemoteCodeError", "Resolution", "RoleError", "__version__", "get_plugin_host", "get_plugin_manager",
-    "hookimpl", "inspect", "resolve",
+    "HOOKSPEC_VERSION",
+    "AdapterPlan",
+    "ConfigError",
+    "Cost",
+    "Decline",
+    "LoraRegistryError",
+    "LoraSettings",
+    "ModelLoadError",
+    "ModelMap",
+    "ModuleTree",
+    "Null",
+    "PluginError",
+    "PluginHost",
+    "RegistryError",
+    "RemoteCodeError",
+    "Resolution",
+    "RoleError",
+    "__version__",
+    "get_plugin_host",
+    "get_plugin_manager",
+    "hookimpl",
+    "inspect",
+    "resolve",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,9 +63,17 @@ if TYPE_CHECKING:  # pragma: no cover
 # torch and transformers load only when a model is actually inspected, so `--help`,
 # `roles` and `plugins` stay fast: these names are imported on first use.
 _LAZY = {
-    "inspect": "inspection", "ModelMap": "inspection", "resolve": "resolution", "Resolution": "resolution",
-    "get_plugin_host": "host", "get_plugin_manager": "host", "PluginHost": "host", "LoraSettings": "settings",
-    "AdapterPlan": "plan", "Cost": "plan", "ModuleTree": "tree",
+    "inspect": "inspection",
+    "ModelMap": "inspection",
+    "resolve": "resolution",
+    "Resolution": "resolution",
+    "get_plugin_host": "host",
+    "get_plugin_manager": "host",
+    "PluginHost": "host",
+    "LoraSettings": "settings",
+    "AdapterPlan": "plan",
+    "Cost": "plan",
+    "ModuleTree": "tree",
 }
 
 

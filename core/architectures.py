@@ -53,8 +53,9 @@ def match_entry(entry: Architecture, leaves: Sequence[Leaf]) -> dict[str, str | 
     return {leaf.name: roles.get(leaf.name, unnamed) for leaf in leaves}
 
 
-def check_expected(plugin: str, leaves: Sequence[Leaf],
-                   expected: Mapping[str, tuple[str, Shape]]) -> dict[str, str] | Decline:
+def check_expected(
+    plugin: str, leaves: Sequence[Leaf], expected: Mapping[str, tuple[str, Shape]]
+) -> dict[str, str] | Decline:
     """Compare the model's language leaves with what the config predicts (name -> (role, shape)).
 
     Returns a ``Decline`` naming the first leaf that is missing, unexpected, or of another shape
@@ -101,8 +102,15 @@ def expand_entry(
 ShapeBuilder = Callable[[Any], tuple[Any, Mapping[str, Shape]]]
 
 
-def classify_family(plugin: str, model_types: Sequence[str], model_type: str, config: Any, leaves: Sequence[Leaf],
-                    registry: Registry, shapes: ShapeBuilder) -> dict[str, str] | dict[str, str | Null] | Decline | None:
+def classify_family(
+    plugin: str,
+    model_types: Sequence[str],
+    model_type: str,
+    config: Any,
+    leaves: Sequence[Leaf],
+    registry: Registry,
+    shapes: ShapeBuilder,
+) -> dict[str, str] | dict[str, str | Null] | Decline | None:
     """The classify hook of a config-driven architecture plugin.
 
     Answers ``None`` for model types the plugin does not own; otherwise expands the registry
@@ -134,6 +142,7 @@ def _pattern(text: str) -> re.Pattern[str]:
 
 
 # Shape builders shared by the config-driven plugins; shapes are [out, in] (experts: [E, out, in]).
+
 
 def attention_shapes(config: Any) -> dict[str, Shape]:
     """Separate q/k/v/o projections with grouped-query attention."""
@@ -174,10 +183,12 @@ Check = Callable[[Any], bool]
 
 def number(low: float, high: float, *, low_open: bool = False, whole: bool = True) -> Check:
     """A number in [low, high] (``low_open``: (low, high]); ``whole=False`` accepts only floats."""
+
     def check(value: Any) -> bool:
         if isinstance(value, bool) or not isinstance(value, (int, float) if whole else float):
             return False
         return (low < value if low_open else low <= value) and value <= high
+
     return check
 
 
@@ -214,22 +225,32 @@ def one_of(*values: Any) -> Check:
 
 #: activation names the trees know the module class of (transformers' ACT2FN; tested against it)
 ACTIVATIONS = {
-    "silu": "SiLUActivation", "swish": "SiLU", "gelu": "GELUActivation", "gelu_new": "NewGELUActivation",
-    "gelu_pytorch_tanh": "GELUTanh", "gelu_fast": "FastGELUActivation", "relu": "ReLU",
+    "silu": "SiLUActivation",
+    "swish": "SiLU",
+    "gelu": "GELUActivation",
+    "gelu_new": "NewGELUActivation",
+    "gelu_pytorch_tanh": "GELUTanh",
+    "gelu_fast": "FastGELUActivation",
+    "relu": "ReLU",
     "quick_gelu": "QuickGELUActivation",
 }
 PROBABILITY = number(0, 0.999)
 
 #: keys every transformers config may carry, with the values the fast path is sure transformers accepts
 COMMON_KEYS: dict[str, Check] = {
-    "model_type": text, "architectures": lambda v: v is None or isinstance(v, list),
-    "transformers_version": text, "_name_or_path": text,
+    "model_type": text,
+    "architectures": lambda v: v is None or isinstance(v, list),
+    "transformers_version": text,
+    "_name_or_path": text,
     "torch_dtype": one_of(None, "float32", "float16", "bfloat16"),
     "dtype": one_of(None, "float32", "float16", "bfloat16"),
     "auto_map": lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
-    "use_cache": flag, "tie_word_embeddings": flag,
+    "use_cache": flag,
+    "tie_word_embeddings": flag,
     "initializer_range": number(0, 1, low_open=True, whole=False),
-    "bos_token_id": optional(whole(0)), "eos_token_id": token_ids, "pad_token_id": optional(whole(0)),
+    "bos_token_id": optional(whole(0)),
+    "eos_token_id": token_ids,
+    "pad_token_id": optional(whole(0)),
 }
 
 
@@ -238,27 +259,51 @@ def plain_llama3_rope(rope: Any) -> bool:
     if not isinstance(rope, dict) or rope.get("rope_type", rope.get("type")) != "llama3":
         return False
     needed = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
-    return all(isinstance(rope.get(k), (int, float)) and not isinstance(rope.get(k), bool) and rope[k] > 0
-               for k in needed)
+    return all(
+        isinstance(rope.get(k), (int, float)) and not isinstance(rope.get(k), bool) and rope[k] > 0 for k in needed
+    )
 
 
 #: the keys of the LLaMA-style decoder families (llama, mistral, mixtral, phi, phi3, phimoe, qwen2, qwen3, ...)
 DECODER_KEYS: dict[str, Check] = {
     **COMMON_KEYS,
-    **{key: whole() for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                                "num_attention_heads", "num_local_experts", "max_position_embeddings",
-                                "original_max_position_embeddings", "pretraining_tp", "num_experts_per_tok")},
+    **{
+        key: whole()
+        for key in (
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_local_experts",
+            "max_position_embeddings",
+            "original_max_position_embeddings",
+            "pretraining_tp",
+            "num_experts_per_tok",
+        )
+    },
     **{key: optional(whole()) for key in ("num_key_value_heads", "head_dim", "sliding_window")},
-    **{key: flag for key in ("tie_word_embeddings", "attention_bias", "mlp_bias", "qk_layernorm", "lm_head_bias",
-                             "output_router_logits")},
+    **{
+        key: flag
+        for key in (
+            "tie_word_embeddings",
+            "attention_bias",
+            "mlp_bias",
+            "qk_layernorm",
+            "lm_head_bias",
+            "output_router_logits",
+        )
+    },
     "hidden_act": lambda v: v in ACTIVATIONS,
     "rope_theta": number(0, 1e12, low_open=True),
     # float fields: transformers' strict configs refuse an int for some of them, so only floats pass here
     "rms_norm_eps": number(0, 1, low_open=True, whole=False),
     "layer_norm_eps": number(0, 1, low_open=True, whole=False),
     "attention_dropout": PROBABILITY,
-    "resid_pdrop": number(0, 0.999, whole=False), "embd_pdrop": number(0, 0.999, whole=False),
-    "router_aux_loss_coef": number(0, 1e6, whole=False), "router_jitter_noise": number(0, 1, whole=False),
+    "resid_pdrop": number(0, 0.999, whole=False),
+    "embd_pdrop": number(0, 0.999, whole=False),
+    "router_aux_loss_coef": number(0, 1e6, whole=False),
+    "router_jitter_noise": number(0, 1, whole=False),
     "input_jitter_noise": number(0, 1, whole=False),
     "partial_rotary_factor": number(0, 1, low_open=True, whole=False),
     "rope_scaling": lambda v: v is None,
@@ -299,8 +344,9 @@ class ConfigCheck:
         return self.extra(data, cfg) if self.extra is not None else cfg
 
 
-def decoder_settings(data: Mapping[str, Any], cfg: dict[str, Any], *, moe: bool = False,
-                     head_dim_key: bool = True) -> dict[str, Any] | None:
+def decoder_settings(
+    data: Mapping[str, Any], cfg: dict[str, Any], *, moe: bool = False, head_dim_key: bool = True
+) -> dict[str, Any] | None:
     """Complete a LLaMA-style decoder's settings: GQA heads, head_dim, padding index, counts; ``None`` if invalid."""
     if moe and "num_experts_per_tok" in data and data["num_experts_per_tok"] > cfg.get("num_local_experts", 0):
         return None
@@ -362,14 +408,17 @@ class DecoderFamily:
         return bool(cfg.get(value)) if isinstance(value, str) else value
 
 
-def decoder_tree(family: DecoderFamily, c: Mapping[str, Any], *, activation: str = "silu",
-                 config: Mapping[str, Any] | None = None) -> ModuleTree:
+def decoder_tree(
+    family: DecoderFamily, c: Mapping[str, Any], *, activation: str = "silu", config: Mapping[str, Any] | None = None
+) -> ModuleTree:
     """The module tree ``{prefix}ForCausalLM`` has in transformers 5 for the settings ``c``."""
     p = family.prefix
     hidden, inter, hd = c["hidden_size"], c["intermediate_size"], c["head_dim"]
     q_out, kv_out = c["num_attention_heads"] * hd, c["num_key_value_heads"] * hd
     layer_norm = family.norm or f"{p}RMSNorm"
-    norm_params: list[tuple[str, Shape]] = [("weight", (hidden,))] + ([("bias", (hidden,))] if layer_norm == "LayerNorm" else [])
+    norm_params: list[tuple[str, Shape]] = [("weight", (hidden,))] + (
+        [("bias", (hidden,))] if layer_norm == "LayerNorm" else []
+    )
     qkv_bias, o_bias = family.flag(family.qkv_bias, c), family.flag(family.o_bias, c)
     mlp_bias = family.flag(family.mlp_bias, c)
     act = ACTIVATIONS[activation]
@@ -409,8 +458,9 @@ def decoder_tree(family: DecoderFamily, c: Mapping[str, Any], *, activation: str
     return t.build(config if config is not None else c)
 
 
-def _qk_norm(t: TreeBuilder, family: DecoderFamily, layer: str, c: Mapping[str, Any], norm: str,
-             q_out: int, kv_out: int) -> None:
+def _qk_norm(
+    t: TreeBuilder, family: DecoderFamily, layer: str, c: Mapping[str, Any], norm: str, q_out: int, kv_out: int
+) -> None:
     hd = c["head_dim"]
     if family.qk_norm == "head":
         t.module(f"{layer}.self_attn.q_norm", norm, [("weight", (hd,))])
@@ -423,8 +473,16 @@ def _qk_norm(t: TreeBuilder, family: DecoderFamily, layer: str, c: Mapping[str, 
         t.module(f"{layer}.self_attn.k_layernorm", "LayerNorm", [("weight", (hd,)), ("bias", (hd,))])
 
 
-def _mlp(t: TreeBuilder, family: DecoderFamily, layer: str, c: Mapping[str, Any], hidden: int, inter: int,
-         bias: bool, act: str) -> None:
+def _mlp(
+    t: TreeBuilder,
+    family: DecoderFamily,
+    layer: str,
+    c: Mapping[str, Any],
+    hidden: int,
+    inter: int,
+    bias: bool,
+    act: str,
+) -> None:
     p = family.prefix
     mlp = f"{layer}.mlp"
     if family.mlp == "qwen_moe" and not _sparse_layer(int(layer.rsplit(".", 1)[1]), c):
@@ -439,12 +497,17 @@ def _mlp(t: TreeBuilder, family: DecoderFamily, layer: str, c: Mapping[str, Any]
         width = c.get("moe_intermediate_size") or inter
         t.module(mlp, f"{p}SparseMoeBlock")
         router = lambda: (  # noqa: E731 - the router's place in the block differs by family
-            t.module(f"{mlp}.gate", f"{p}TopKRouter", [("weight", (experts, hidden))]) if family.mlp != "phimoe"
-            else t.linear(f"{mlp}.router", hidden, experts, False, f"{p}TopKRouter"))  # an nn.Linear subclass
+            t.module(f"{mlp}.gate", f"{p}TopKRouter", [("weight", (experts, hidden))])
+            if family.mlp != "phimoe"
+            else t.linear(f"{mlp}.router", hidden, experts, False, f"{p}TopKRouter")
+        )  # an nn.Linear subclass
         if family.mlp != "qwen_moe":
             router()
-        t.module(f"{mlp}.experts", f"{p}Experts",
-                 [("gate_up_proj", (experts, 2 * width, hidden)), ("down_proj", (experts, hidden, width))])
+        t.module(
+            f"{mlp}.experts",
+            f"{p}Experts",
+            [("gate_up_proj", (experts, 2 * width, hidden)), ("down_proj", (experts, hidden, width))],
+        )
         t.module(f"{mlp}.experts.act_fn", act)
         if family.mlp == "qwen_moe":
             router()

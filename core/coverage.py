@@ -156,4 +156,3 @@ def check(model_type: str, *, plugin_manager: Any = None, peft: bool = True, r: 
     row.peft_exact = result.exact
     row.peft_note = result.difference()
     return row
-

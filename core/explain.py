@@ -16,9 +16,10 @@ import json
 import os
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from . import peft_compat
 from .errors import ConfigError
@@ -43,8 +44,15 @@ class Target:
 
     def to_dict(self) -> dict[str, Any]:
         """``{"name", "role", "kind", "layer", "scope", "rank", "trainable_parameters"}``."""
-        return {"name": self.name, "role": self.role, "kind": self.kind, "layer": self.layer, "scope": self.scope,
-                "rank": self.rank, "trainable_parameters": self.trainable}
+        return {
+            "name": self.name,
+            "role": self.role,
+            "kind": self.kind,
+            "layer": self.layer,
+            "scope": self.scope,
+            "rank": self.rank,
+            "trainable_parameters": self.trainable,
+        }
 
 
 @dataclass(frozen=True)
@@ -100,7 +108,9 @@ class Explanation:
         for target in self.targets:
             groups.setdefault(target.role or "null", []).append(target)
         vocabulary = self.model_map.vocabulary.roles
-        order = [role for role in vocabulary if role in groups] + sorted(role for role in groups if role not in vocabulary)
+        order = [role for role in vocabulary if role in groups] + sorted(
+            role for role in groups if role not in vocabulary
+        )
         return {
             role: {
                 "leaves": len(groups[role]),
@@ -239,8 +249,9 @@ class _Explainer:
         self.leaves: dict[str, Leaf] = {leaf.name: leaf for leaf in model_map.leaves}
         self.module_names = [name for name, _ in module.named_modules() if name]
         # parameter keys as PEFT's target_parameters sees them: each module's own parameters
-        self.param_keys = [f"{m}.{p}" if m else p for m, sub in module.named_modules()
-                           for p, _ in sub.named_parameters(recurse=False)]
+        self.param_keys = [
+            f"{m}.{p}" if m else p for m, sub in module.named_modules() for p, _ in sub.named_parameters(recurse=False)
+        ]
         self.all_module_names = [name for name, _ in module.named_modules(remove_duplicate=False) if name]
         self.label = model_map.model
 
@@ -254,8 +265,17 @@ class _Explainer:
         targets = self._targets(targeted, ranks, lora)
         self._warn(targets, hits, converted, renames, adapted)
         lora_total = sum(lora.values())
-        return Explanation(self.source, self.model_map, self.config, targets, entries, lora_total + extra, lora_total,
-                           self.warnings, error)
+        return Explanation(
+            self.source,
+            self.model_map,
+            self.config,
+            targets,
+            entries,
+            lora_total + extra,
+            lora_total,
+            self.warnings,
+            error,
+        )
 
     # ------------------------------------------------------------------ PEFT
     def _converted(self):
@@ -282,8 +302,9 @@ class _Explainer:
             peft_model, targeted = peft_compat.apply(self.module, applied)
         except Exception as exc:  # PEFT's refusal is part of the answer, not a crash
             # PEFT prints sets of names; sort them so the same input gives the same report
-            message = re.sub(r"\{'[^{}]*'\}", lambda m: "{" + ", ".join(sorted(m.group(0)[1:-1].split(", "))) + "}",
-                             _one_line(exc))
+            message = re.sub(
+                r"\{'[^{}]*'\}", lambda m: "{" + ", ".join(sorted(m.group(0)[1:-1].split(", "))) + "}", _one_line(exc)
+            )
             return set(), {}, {}, 0, f"PEFT cannot apply it to {self.label}: {message}"
         tuner = peft_model.base_model
         ranks: dict[str, int] = {}
@@ -296,8 +317,9 @@ class _Explainer:
             if getattr(layer, "parameter_name", None):
                 key = f"{key}.{layer.parameter_name}"
             ranks[key] = layer.r.get(_ADAPTER)
-            trainable[key] = sum(p.numel() for n, p in layer.named_parameters()
-                                 if p.requires_grad and not n.startswith("base_layer."))
+            trainable[key] = sum(
+                p.numel() for n, p in layer.named_parameters() if p.requires_grad and not n.startswith("base_layer.")
+            )
         total = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
         return targeted, ranks, trainable, total - sum(trainable.values()), None
 
@@ -337,8 +359,9 @@ class _Explainer:
             for entry in sorted(target_modules or ()):
                 if entry in renames:
                     new = renames[entry]
-                    added = {new} if new else set(converted.target_parameters or ()) - set(
-                        config.target_parameters or ())
+                    added = (
+                        {new} if new else set(converted.target_parameters or ()) - set(config.target_parameters or ())
+                    )
                     hits[("target_modules", entry)] = self._param_hits(sorted(added))
                 else:
                     hits[("target_modules", entry)] = self._module_hits({entry})
@@ -360,7 +383,7 @@ class _Explainer:
                 reason = None if names else f"matches no parameter of {self.label}{self._hint(entry)}"
                 out.append(Entry(fld, entry, len(names), reason))
         for fld in ("rank_pattern", "alpha_pattern"):
-            for key in (getattr(config, fld, None) or {}):
+            for key in getattr(config, fld, None) or {}:
                 try:
                     n = sum(1 for name in adapted if peft_compat.matches_pattern_key(key, name))
                     reason = None if n else f"matches none of the {_n(len(adapted), 'adapted name')}"
@@ -374,8 +397,11 @@ class _Explainer:
                 n = sum(1 for name in adapted if (leaf := self._leaf(name)) is not None and leaf.layer == index)
                 reason = None
                 if not n:
-                    reason = (f"{self.label} has layers {format_layers(present)}" if index not in present
-                              else "no adapted module in that layer")
+                    reason = (
+                        f"{self.label} has layers {format_layers(present)}"
+                        if index not in present
+                        else "no adapted module in that layer"
+                    )
                 out.append(Entry("layers_to_transform", index, n, reason))
         for entry in config.modules_to_save or ():
             n = sum(1 for name in self.all_module_names if peft_compat.matches_modules_to_save(entry, name))
@@ -385,15 +411,19 @@ class _Explainer:
     def _why_module(self, entry: str, renames) -> str:
         if entry in renames:
             new = renames[entry] or "expert parameters"
-            return f"PEFT rewrites it into target_parameters {new!r} on {self.model_map.model_type}, which match nothing"
+            return (
+                f"PEFT rewrites it into target_parameters {new!r} on {self.model_map.model_type}, which match nothing"
+            )
         if isinstance(self.config.target_modules, str):
             as_list = self._module_hits({entry}, bare=True)
             hint = f"; as a list entry it would match {len(as_list)} modules" if as_list else self._hint(entry)
             return f"a string target_modules is a regex that must match a whole module name: it matches none{hint}"
         bare = self._module_hits({entry}, bare=True)
         if bare:
-            return (f"the {_n(len(bare), 'module')} it names are all left out by exclude_modules, modules_to_save "
-                    "or layers_to_transform")
+            return (
+                f"the {_n(len(bare), 'module')} it names are all left out by exclude_modules, modules_to_save "
+                "or layers_to_transform"
+            )
         return f"matches no module of {self.label}{self._hint(entry)}"
 
     def _hint(self, entry: str) -> str:
@@ -403,8 +433,13 @@ class _Explainer:
         roles = {role for family in registry.names.values() for role, names in family.items() if short in names}
         related = roles | {registry.fused[r] for r in roles if r in registry.fused}
         related |= {r for r, fused in registry.fused.items() if fused in roles}
-        names = sorted({leaf.short_name for leaf in self.model_map.leaves
-                        if leaf.scope == "language" and self.model_map.roles.get(leaf.name) in related})
+        names = sorted(
+            {
+                leaf.short_name
+                for leaf in self.model_map.leaves
+                if leaf.scope == "language" and self.model_map.roles.get(leaf.name) in related
+            }
+        )
         if names:
             usual = [role for role in registry.roles if role in roles]
             return f" ({short} is {', '.join(usual)} elsewhere; here: {', '.join(names)})"
@@ -430,9 +465,17 @@ class _Explainer:
         for name in sorted(targeted, key=place):
             leaf = self._leaf(name)
             kind = "parameter" if name in self.param_keys else "module"
-            out.append(Target(name, self.model_map.roles.get(leaf.name) if leaf else None, kind,
-                              leaf.layer if leaf else None, leaf.scope if leaf else None, ranks.get(name),
-                              trainable.get(name, 0)))
+            out.append(
+                Target(
+                    name,
+                    self.model_map.roles.get(leaf.name) if leaf else None,
+                    kind,
+                    leaf.layer if leaf else None,
+                    leaf.scope if leaf else None,
+                    ranks.get(name),
+                    trainable.get(name, 0),
+                )
+            )
         return out
 
     def _warn(self, targets: list[Target], hits, converted, renames, adapted: set[str]) -> None:
@@ -445,10 +488,15 @@ class _Explainer:
             moved = sorted(renames)
             news = sorted({n for n in renames.values() if n})
             # modules the old names match and PEFT now leaves alone (dense FFNs, shared experts)
-            shadowed = sorted(m for m in set().union(*[self._module_hits({e}, bare=True) for e in moved])
-                              if not any(name.startswith(m + ".") for name in adapted))
-            text = (f"PEFT rewrites target_modules {', '.join(moved)} on {model_type} into expert parameters"
-                    f"{' (' + ', '.join(news) + ')' if news else ''}, as for adapters trained with transformers 4")
+            shadowed = sorted(
+                m
+                for m in set().union(*[self._module_hits({e}, bare=True) for e in moved])
+                if not any(name.startswith(m + ".") for name in adapted)
+            )
+            text = (
+                f"PEFT rewrites target_modules {', '.join(moved)} on {model_type} into expert parameters"
+                f"{' (' + ', '.join(news) + ')' if news else ''}, as for adapters trained with transformers 4"
+            )
             if shadowed:
                 verb = "is" if len(shadowed) == 1 else "are"
                 text += f"; {_n(len(shadowed), 'module')} so named (e.g. {shadowed[0]}) {verb} not adapted"
@@ -464,7 +512,8 @@ class _Explainer:
                 self.warnings.append(
                     f"PEFT turns the regex target_modules into the names {', '.join(sorted(converted.target_modules))} "
                     f"on {model_type}, so it also adapts {_n(len(wider), 'module')} the regex does not match "
-                    f"(e.g. {wider[0]})")
+                    f"(e.g. {wider[0]})"
+                )
         by_scope: dict[str, set[str]] = {}
         for target in targets:
             if target.scope and target.scope != "language":
@@ -473,17 +522,23 @@ class _Explainer:
             self.warnings.append(
                 f"reaches the {scope} {'tower' if scope in ('vision', 'audio') else 'layers'}: {_n(len(names), 'leaf')} "
                 f"(e.g. {min(names)}){through(names)}; probably unintended for a language fine-tune "
-                f"(`lora-registry resolve` emits targets that stop at the language model)")
+                f"(`lora-registry resolve` emits targets that stop at the language model)"
+            )
         for role, what in (("router", "the MoE router"), ("embed", "the input embedding"), ("lm-head", "the lm head")):
             chosen = [t for t in targets if t.role == role]
             if not chosen:
                 continue
             names = {t.name for t in chosen}
             cost = sum(t.trainable for t in chosen)
-            why = ("it changes which experts each token goes to and is usually left frozen" if role == "router"
-                   else "large, and rarely what a fine-tune needs")
-            self.warnings.append(f"adapts {what} ({_n(len(names), 'leaf')}, e.g. {min(names)}, "
-                                 f"{cost:,} trainable){through(names)}: {why}")
+            why = (
+                "it changes which experts each token goes to and is usually left frozen"
+                if role == "router"
+                else "large, and rarely what a fine-tune needs"
+            )
+            self.warnings.append(
+                f"adapts {what} ({_n(len(names), 'leaf')}, e.g. {min(names)}, "
+                f"{cost:,} trainable){through(names)}: {why}"
+            )
 
 
 def _n(count: int, word: str) -> str:

@@ -48,7 +48,9 @@ def _whole(value: float, trainer: str, what: str) -> int:
     """``value`` for an option the trainer types as int; a fraction cannot be written there."""
     if float(value).is_integer():
         return int(value)
-    raise ConfigError(f"{trainer} takes {what} as a whole number, not {value}; choose a whole number or use --format peft")
+    raise ConfigError(
+        f"{trainer} takes {what} as a whole number, not {value}; choose a whole number or use --format peft"
+    )
 
 
 def _one_rank(config, trainer: str, option: str) -> None:
@@ -71,12 +73,18 @@ def axolotl(plan: AdapterPlan) -> dict[str, Any]:
     PEFT-only settings. (Dropout with ``target_parameters``, which its schema rejects, PEFT and so
     ``lora_config`` refuse already.)
     """
-    resolution, config = plan.resolution, plan.lora_config()
+    config = plan.lora_config()
     name = "axolotl"
-    _refuse_unknown(config, name, _ROLE_FIELDS | {"rank_pattern", "alpha_pattern", "use_dora", "use_rslora",
-                                                  "init_lora_weights", "modules_to_save"})
+    _refuse_unknown(
+        config,
+        name,
+        _ROLE_FIELDS
+        | {"rank_pattern", "alpha_pattern", "use_dora", "use_rslora", "init_lora_weights", "modules_to_save"},
+    )
     if config.init_lora_weights is False:
-        raise ConfigError("axolotl ignores peft_init_lora_weights: false, so init_lora_weights=False cannot be expressed; use --format peft")
+        raise ConfigError(
+            "axolotl ignores peft_init_lora_weights: false, so init_lora_weights=False cannot be expressed; use --format peft"
+        )
     parameters = list(config.target_parameters or [])
     out: dict[str, Any] = {
         "adapter": "lora",
@@ -91,7 +99,9 @@ def axolotl(plan: AdapterPlan) -> dict[str, Any]:
     if config.rank_pattern:
         out["lora_rank_pattern"] = dict(config.rank_pattern)
     if config.alpha_pattern:
-        out["lora_alpha_pattern"] = {k: _whole(v, name, "lora_alpha_pattern values") for k, v in config.alpha_pattern.items()}
+        out["lora_alpha_pattern"] = {
+            k: _whole(v, name, "lora_alpha_pattern values") for k, v in config.alpha_pattern.items()
+        }
     if config.use_dora:
         out["peft_use_dora"] = True
     if config.use_rslora:
@@ -116,8 +126,12 @@ def llamafactory(plan: AdapterPlan) -> dict[str, Any]:
     """
     resolution, config = plan.resolution, plan.lora_config()
     name = "LLaMA-Factory"
-    _refuse_unknown(config, name, _ROLE_FIELDS | {"rank_pattern", "alpha_pattern", "use_dora", "use_rslora",
-                                                  "init_lora_weights", "modules_to_save"})
+    _refuse_unknown(
+        config,
+        name,
+        _ROLE_FIELDS
+        | {"rank_pattern", "alpha_pattern", "use_dora", "use_rslora", "init_lora_weights", "modules_to_save"},
+    )
     if config.target_parameters:
         raise ConfigError(
             "LLaMA-Factory has no target_parameters, so 3-D expert weights "
@@ -132,7 +146,9 @@ def llamafactory(plan: AdapterPlan) -> dict[str, Any]:
     init = config.init_lora_weights
     pissa = isinstance(init, str) and (init == "pissa" or init.startswith("pissa_niter_"))
     if init is not True and not pissa:
-        raise ConfigError(f"LLaMA-Factory offers only the default and PiSSA initialisation, not init_lora_weights={init!r}; use --format peft")
+        raise ConfigError(
+            f"LLaMA-Factory offers only the default and PiSSA initialisation, not init_lora_weights={init!r}; use --format peft"
+        )
     out: dict[str, Any] = {
         "finetuning_type": "lora",
         "lora_target": ",".join(_comma_targets(resolution, config)),
@@ -163,7 +179,7 @@ def _comma_targets(resolution, config) -> list[str]:
         by_suffix = {n for n in names if peft_compat.matches_target_modules(targets, n)}
         by_substring = {n for n in names if any(t in n for t in targets)}
         if by_suffix == selected == by_substring:
-            return targets
+            return list(targets)
     raise ConfigError(
         "LLaMA-Factory's lora_target (names matched as suffixes, or as substrings for multimodal models) "
         "cannot single out exactly the resolved modules; use --format axolotl or peft"
@@ -182,8 +198,21 @@ def unsloth(plan: AdapterPlan) -> dict[str, Any]:
     """
     resolution, config = plan.resolution, plan.lora_config()
     name = "Unsloth"
-    _refuse_unknown(config, name, _ROLE_FIELDS | {"bias", "use_rslora", "init_lora_weights", "modules_to_save",
-                                                  "loftq_config", "use_dora", "rank_pattern", "alpha_pattern"})
+    _refuse_unknown(
+        config,
+        name,
+        _ROLE_FIELDS
+        | {
+            "bias",
+            "use_rslora",
+            "init_lora_weights",
+            "modules_to_save",
+            "loftq_config",
+            "use_dora",
+            "rank_pattern",
+            "alpha_pattern",
+        },
+    )
     whole = [role for role in resolution.names_by_role() if role in ("embed", "lm-head")]
     if whole:
         raise ConfigError(
@@ -254,9 +283,21 @@ _TORCHTUNE_BUILDERS = [
     ("qwen2", (80, 8192, 64, 8, 29568, 152064), 131072, "qwen2_5.lora_qwen2_5_72b_base"),
     ("qwen2", (80, 8192, 64, 8, 29568, 152064), 32768, "qwen2_5.lora_qwen2_5_72b_instruct"),
 ]
-_SHAPE = ("num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads", "intermediate_size", "vocab_size")
+_SHAPE = (
+    "num_hidden_layers",
+    "hidden_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "intermediate_size",
+    "vocab_size",
+)
 # torchtune's names for the attention projections (lora_attn_modules); the MLP is one switch.
-_TORCHTUNE_ATTENTION = {"attention-q": "q_proj", "attention-k": "k_proj", "attention-v": "v_proj", "attention-o": "output_proj"}
+_TORCHTUNE_ATTENTION = {
+    "attention-q": "q_proj",
+    "attention-k": "k_proj",
+    "attention-v": "v_proj",
+    "attention-o": "output_proj",
+}
 _TORCHTUNE_MLP = {"ffn-gate", "ffn-up", "ffn-down"}
 
 
@@ -267,8 +308,11 @@ def torchtune_builder(model_map: Any) -> str:
     rows = [row for row in _TORCHTUNE_BUILDERS if row[0] == model_map.model_type and row[1] == shape]
     if not rows:
         known = model_map.model_type in {row[0] for row in _TORCHTUNE_BUILDERS}
-        what = f"this {model_map.model_type} size ({', '.join(f'{k}={v}' for k, v in zip(_SHAPE, shape))})" if known \
+        what = (
+            f"this {model_map.model_type} size ({', '.join(f'{k}={v}' for k, v in zip(_SHAPE, shape))})"
+            if known
             else f"model_type {model_map.model_type}"
+        )
         raise ConfigError(f"torchtune has no LoRA builder for {what}; use --format peft")
     same_length = [row for row in rows if row[2] == config.get("max_position_embeddings")]
     return "torchtune.models." + (same_length or rows)[0][3]
@@ -290,7 +334,11 @@ def torchtune(plan: AdapterPlan) -> dict[str, Any]:
     builder = torchtune_builder(resolution.model_map)
     _one_rank(config, name, "lora_rank and lora_alpha")
     by_role = resolution.names_by_role()
-    other = [role for role in by_role if role not in _TORCHTUNE_ATTENTION and role not in _TORCHTUNE_MLP and role != "lm-head"]
+    other = [
+        role
+        for role in by_role
+        if role not in _TORCHTUNE_ATTENTION and role not in _TORCHTUNE_MLP and role != "lm-head"
+    ]
     if other or config.target_parameters:
         raise ConfigError(
             f"torchtune's LoRA builders cannot adapt {', '.join(other) or 'target_parameters'}: they adapt only "
@@ -305,17 +353,25 @@ def torchtune(plan: AdapterPlan) -> dict[str, Any]:
     layers = resolution.model_map.config.get("num_hidden_layers")
     partial = [role for role, names in by_role.items() if role != "lm-head" and len(names) != layers]
     if partial:
-        raise ConfigError(f"torchtune adapts a projection in all {layers} layers, but {partial[0]} is not in every layer; use --format peft")
+        raise ConfigError(
+            f"torchtune adapts a projection in all {layers} layers, but {partial[0]} is not in every layer; use --format peft"
+        )
     attention = [module for role, module in _TORCHTUNE_ATTENTION.items() if role in by_role]
     if not attention:
-        raise ConfigError("torchtune's LoRA builders need at least one attention projection (lora_attn_modules); add q, k, v or o")
+        raise ConfigError(
+            "torchtune's LoRA builders need at least one attention projection (lora_attn_modules); add q, k, v or o"
+        )
     output = "lm-head" in by_role
     if output and resolution.model_map.config.get("tie_word_embeddings"):
-        raise ConfigError("torchtune cannot put LoRA on an output projection tied to the embedding (apply_lora_to_output); drop lm-head")
+        raise ConfigError(
+            "torchtune cannot put LoRA on an output projection tied to the embedding (apply_lora_to_output); drop lm-head"
+        )
     if config.use_dora and builder.endswith("_405b"):
         raise ConfigError(f"{builder} takes no use_dora; drop DoRA or use --format peft")
     args: dict[str, Any] = {"_component_": builder, "lora_attn_modules": attention, "apply_lora_to_mlp": bool(mlp)}
-    if not builder.startswith(("torchtune.models.gemma.", "torchtune.models.gemma2.")):  # Gemma builders lack the option
+    if not builder.startswith(
+        ("torchtune.models.gemma.", "torchtune.models.gemma2.")
+    ):  # Gemma builders lack the option
         args["apply_lora_to_output"] = output
     args.update(lora_rank=config.r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout)
     if config.use_dora:

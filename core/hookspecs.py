@@ -53,10 +53,11 @@ class Decline:
 
 
 #: What ``lora_registry_classify`` may answer for one leaf.
-RoleAnswer = Union[str, Null, None]
+RoleAnswer = Union[str, Null, None]  # noqa: UP007 - a runtime alias that must work on Python 3.10
 
 
 # ----------------------------------------------------------------------------- discovery
+
 
 @hookspec
 def lora_registry_model_types(registry: Registry) -> Iterable[str] | None:
@@ -80,6 +81,7 @@ def lora_registry_registry_fragment() -> Mapping[str, Any] | str | None:
 
 
 # ----------------------------------------------------------------------------- building
+
 
 @hookspec(firstresult=True)
 def lora_registry_build_model(model_type: str, config: Mapping[str, Any]) -> Any | None:
@@ -117,6 +119,7 @@ def lora_registry_module_tree(model_type: str, config: Mapping[str, Any]) -> Mod
 
 
 # ----------------------------------------------------------------------------- classification
+
 
 @hookspec
 def lora_registry_classify(

@@ -96,8 +96,12 @@ class PluginHost:
 
     # ------------------------------------------------------------------ plugins
     def register(self, plugin: object, name: str, source: tuple[str, str] = ("?", "?")) -> None:
-        """Register ``plugin`` under ``name`` (tests and embedding applications); the registry is re-merged."""
-        self.pm.register(plugin, name=name)
+        """Register ``plugin`` under ``name`` (tests and embedding applications); the registry is re-merged.
+
+        A blocked name (``$LORA_REGISTRY_DISABLE_PLUGINS``) registers nothing, as in pluggy.
+        """
+        if self.pm.register(plugin, name=name) is None:
+            return
         self.sources.setdefault(name, source)
         self._registry = None
 
@@ -108,7 +112,7 @@ class PluginHost:
     def plugin_names(self) -> list[str]:
         """Every registered plugin, classification order first, then the plugins that do not classify."""
         order = self.precedence()
-        return order + [name for name, _ in self.pm.list_name_plugin() if name not in order]
+        return order + [name for name, plugin in self.pm.list_name_plugin() if plugin is not None and name not in order]
 
     def hooks_of(self, name: str) -> list[str]:
         """The hooks plugin ``name`` implements."""
@@ -207,7 +211,9 @@ class PluginHost:
             if result is None or isinstance(result, (Decline, BaseException)):
                 continue
             if not isinstance(result, ModuleTree):
-                self._fail(impl.plugin_name, f"lora_registry_module_tree answered {type(result).__name__}, not a ModuleTree")
+                self._fail(
+                    impl.plugin_name, f"lora_registry_module_tree answered {type(result).__name__}, not a ModuleTree"
+                )
                 continue
             return result, impl.plugin_name
         return None
@@ -235,10 +241,16 @@ class PluginHost:
         if forced is not None:
             impls = [impl for impl in impls if impl.plugin_name == forced]
             if not impls:
-                names = ", ".join(sorted(name for name, _ in self.pm.list_name_plugin()))
+                names = ", ".join(sorted(self.plugin_names()))
                 raise PluginError(f"no plugin named {forced!r} answers classification; installed: {names}")
-        kwargs = {"model_type": model_type, "config": config, "leaves": leaves, "model": model,
-                  "registry": registry, "tree": tree}
+        kwargs = {
+            "model_type": model_type,
+            "config": config,
+            "leaves": leaves,
+            "model": model,
+            "registry": registry,
+            "tree": tree,
+        }
         leaf_names = {leaf.name for leaf in leaves}
         notes: list[str] = []
         declines: dict[str, str] = {}
@@ -259,15 +271,22 @@ class PluginHost:
                 if strict_plugins() or forced is not None:
                     if isinstance(exc, PluginError):
                         raise
-                    raise PluginError(f"plugin {impl.plugin_name!r} failed: {exc.__class__.__name__}: {_one_line(exc)}") from exc
-                message = exc.args[0] if isinstance(exc, PluginError) else (
-                    f"plugin {impl.plugin_name!r} failed and was skipped: {exc.__class__.__name__}: {_one_line(exc)}"
+                    raise PluginError(
+                        f"plugin {impl.plugin_name!r} failed: {exc.__class__.__name__}: {_one_line(exc)}"
+                    ) from exc
+                message = (
+                    exc.args[0]
+                    if isinstance(exc, PluginError)
+                    else (
+                        f"plugin {impl.plugin_name!r} failed and was skipped: {exc.__class__.__name__}: {_one_line(exc)}"
+                    )
                 )
                 notes.append(message)
                 self._fail(impl.plugin_name, message)
                 continue
-            return Answer(impl.plugin_name, {leaf.name: roles.get(leaf.name) for leaf in leaves}, reasons,
-                          tuple(notes), declines)
+            return Answer(
+                impl.plugin_name, {leaf.name: roles.get(leaf.name) for leaf in leaves}, reasons, tuple(notes), declines
+            )
         if forced is not None:
             why = f": {declines[forced]}" if forced in declines else ""
             raise PluginError(f"plugin {forced!r} does not understand model_type {model_type!r}{why}")
@@ -311,7 +330,7 @@ class PluginHost:
 
     def fingerprint(self) -> str:
         """A digest of what the plugins contribute: their names, packages and versions, and the merged registry."""
-        parts = [[name, *self.sources.get(name, ("?", "?"))] for name, _ in sorted(self.pm.list_name_plugin())]
+        parts = [[name, *self.sources.get(name, ("?", "?"))] for name in sorted(self.plugin_names())]
         return hashlib.sha256(json.dumps([parts, self.registry.digest()], sort_keys=True).encode()).hexdigest()
 
     # ------------------------------------------------------------------ the isolation loop
@@ -337,8 +356,10 @@ class PluginHost:
         try:
             result = impl.function(**args)
         except Exception as exc:
-            print(f"[lora-registry] {impl.plugin_name}.{name}({', '.join(args)}) raised {exc.__class__.__name__}: {exc}",
-                  file=sys.stderr)
+            print(
+                f"[lora-registry] {impl.plugin_name}.{name}({', '.join(args)}) raised {exc.__class__.__name__}: {exc}",
+                file=sys.stderr,
+            )
             raise
         shown = type(result).__name__ if not isinstance(result, (str, int, type(None), Decline)) else repr(result)
         print(f"[lora-registry] {impl.plugin_name}.{name}({', '.join(args)}) -> {shown}", file=sys.stderr)
@@ -396,7 +417,9 @@ def as_host(plugins: PluginHost | pluggy.PluginManager | None) -> PluginHost:
         for name, _ in plugins.list_name_plugin():
             host.sources[name] = ("lora-registry", own_version()) if name in BUILTIN_PLUGINS else ("?", "?")
         return host
-    raise PluginError(f"plugin_manager must be a PluginHost (lora_registry.get_plugin_host()), not {type(plugins).__name__}")
+    raise PluginError(
+        f"plugin_manager must be a PluginHost (lora_registry.get_plugin_host()), not {type(plugins).__name__}"
+    )
 
 
 def disabled_plugins() -> set[str]:
@@ -422,7 +445,9 @@ def validate_answer(
         try:
             pairs = [tuple(item) for item in result]
         except TypeError:
-            raise PluginError(f"plugin {plugin!r} answered {type(result).__name__}, not a mapping of leaf -> role") from None
+            raise PluginError(
+                f"plugin {plugin!r} answered {type(result).__name__}, not a mapping of leaf -> role"
+            ) from None
     roles: dict[str, str | None] = {}
     reasons: dict[str, str] = {}
     for pair in pairs:

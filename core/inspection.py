@@ -22,8 +22,14 @@ __all__ = ["Leaf", "ModelHandle", "ModelMap", "fast_map", "inspect", "verify_mod
 
 #: The architecture sizes a ``ModelMap`` keeps from the config (as transformers names them; text config of a VLM).
 CONFIG_KEYS = (
-    "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-    "vocab_size", "max_position_embeddings", "tie_word_embeddings",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "vocab_size",
+    "max_position_embeddings",
+    "tie_word_embeddings",
 )
 _MAP_FORMAT = 1  # bumped when the serialised form changes
 
@@ -145,8 +151,9 @@ class ModelMap:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any], *, model: str, registry: Registry,
-                  handle: ModelHandle | None = None) -> ModelMap:
+    def from_json(
+        cls, data: Mapping[str, Any], *, model: str, registry: Registry, handle: ModelHandle | None = None
+    ) -> ModelMap:
         """Read ``to_json()``'s form back; the leaves are derived from the tree again (one rule)."""
         if data.get("format") != _MAP_FORMAT:
             raise ValueError("another map format")
@@ -209,8 +216,12 @@ def inspect(
         if source is not None:
             if cache and disk.enabled():
                 key = disk.map_key(source, host, plugin=plugin, trust_remote_code=trust_remote_code)
-                found = disk.load_map(key, model=source.label, registry=host.registry,
-                                      handle=_lazy_handle(model, trust_remote_code, host, revision))
+                found = disk.load_map(
+                    key,
+                    model=source.label,
+                    registry=host.registry,
+                    handle=_lazy_handle(model, trust_remote_code, host, revision),
+                )
                 if found is not None:
                     return found
             if fast and source.data is not None:
@@ -233,8 +244,14 @@ def inspect(
     return mapped
 
 
-def fast_map(model: str, plugin_manager: Any = None, *, plugin: str | None = None, trust_remote_code: bool = False,
-             revision: str | None = None) -> ModelMap | None:
+def fast_map(
+    model: str,
+    plugin_manager: Any = None,
+    *,
+    plugin: str | None = None,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+) -> ModelMap | None:
     """The map from ``config.json`` alone (no cache), or ``None`` where no plugin models this config exactly."""
     from .host import NeedsModule, as_host
     from .loading import read_source
@@ -253,12 +270,27 @@ def fast_map(model: str, plugin_manager: Any = None, *, plugin: str | None = Non
 def _from_module(loaded: Any, host: PluginHost, plugin: str | None) -> ModelMap:
     """The map of a built (or given) model."""
     tree = ModuleTree.from_module(loaded.model)
-    return _classified(loaded.label, loaded.model_type, loaded.config, tree, loaded.model, host, plugin,
-                       ModelHandle(loaded.model), list(loaded.warnings))
+    return _classified(
+        loaded.label,
+        loaded.model_type,
+        loaded.config,
+        tree,
+        loaded.model,
+        host,
+        plugin,
+        ModelHandle(loaded.model),
+        list(loaded.warnings),
+    )
 
 
-def _from_tree(label: str, data: Mapping[str, Any], host: PluginHost, plugin: str | None,
-               trust_remote_code: bool, revision: str | None) -> ModelMap | None:
+def _from_tree(
+    label: str,
+    data: Mapping[str, Any],
+    host: PluginHost,
+    plugin: str | None,
+    trust_remote_code: bool,
+    revision: str | None,
+) -> ModelMap | None:
     """The map from ``config.json`` alone, where a plugin's ``lora_registry_module_tree`` answers; else ``None``."""
     model_type = data.get("model_type")
     if not isinstance(model_type, str) or not model_type:
@@ -268,16 +300,37 @@ def _from_tree(label: str, data: Mapping[str, Any], host: PluginHost, plugin: st
         return None
     tree, _ = found
     config = ConfigView(model_type, tree.config)
-    return _classified(label, model_type, config, tree, None, host, plugin,
-                       _lazy_handle(label, trust_remote_code, host, revision), [], fast=True)
+    return _classified(
+        label,
+        model_type,
+        config,
+        tree,
+        None,
+        host,
+        plugin,
+        _lazy_handle(label, trust_remote_code, host, revision),
+        [],
+        fast=True,
+    )
 
 
-def _classified(label: str, model_type: str, config: Any, tree: ModuleTree, model: Any, host: PluginHost,
-                plugin: str | None, handle: ModelHandle, notes: list[str], fast: bool = False) -> ModelMap:
+def _classified(
+    label: str,
+    model_type: str,
+    config: Any,
+    tree: ModuleTree,
+    model: Any,
+    host: PluginHost,
+    plugin: str | None,
+    handle: ModelHandle,
+    notes: list[str],
+    fast: bool = False,
+) -> ModelMap:
     registry = host.registry
     leaves = tree.leaves(registry)
-    answer = host.classify(model_type=model_type, config=config, leaves=leaves, model=model, tree=tree,
-                           forced=plugin, fast=fast)
+    answer = host.classify(
+        model_type=model_type, config=config, leaves=leaves, model=model, tree=tree, forced=plugin, fast=fast
+    )
     return ModelMap(
         model=label,
         model_type=model_type,
@@ -336,7 +389,9 @@ def verify_model_map(fast: ModelMap, slow: ModelMap) -> None:
     from .errors import ModelLoadError
 
     def fail(what: str) -> None:
-        raise ModelLoadError(f"{slow.model}: --verify: the fast path differs from the model transformers builds: {what}")
+        raise ModelLoadError(
+            f"{slow.model}: --verify: the fast path differs from the model transformers builds: {what}"
+        )
 
     fast_leaves = {leaf.name: leaf for leaf in fast.leaves}
     slow_leaves = {leaf.name: leaf for leaf in slow.leaves}
@@ -364,7 +419,9 @@ def verify_model_map(fast: ModelMap, slow: ModelMap) -> None:
     if fast.base_parameters != slow.base_parameters:
         fail(f"base parameters {slow.base_parameters:,}, the fast path says {fast.base_parameters:,}")
     if (fast.plugin, fast.model_type) != (slow.plugin, slow.model_type):
-        fail(f"plugin {slow.plugin!r} for {slow.model_type!r}, the fast path says {fast.plugin!r} for {fast.model_type!r}")
+        fail(
+            f"plugin {slow.plugin!r} for {slow.model_type!r}, the fast path says {fast.plugin!r} for {fast.model_type!r}"
+        )
 
 
 def with_label(model_map: ModelMap, label: str) -> ModelMap:

@@ -15,18 +15,34 @@ from typing import Any
 
 from .errors import ModelLoadError, RemoteCodeError
 
-
 # Size fields checked before transformers sees them: a negative layer count would build an empty model.
 _SIZE_FIELDS = (
-    "num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
-    "vocab_size", "head_dim", "num_local_experts", "n_routed_experts", "num_experts", "moe_intermediate_size",
+    "num_hidden_layers",
+    "hidden_size",
+    "intermediate_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "vocab_size",
+    "head_dim",
+    "num_local_experts",
+    "n_routed_experts",
+    "num_experts",
+    "moe_intermediate_size",
 )
 # Counts that set how many modules get built: every layer (and per-expert module) is instantiated on
 # the meta device, so an absurd count would run for hours instead of failing. Far above any real model.
 # The other spellings (GPT-2's n_layer, T5's num_layers, BART's encoder_layers) get only the upper bound.
 _COUNT_FIELDS = (
-    "num_hidden_layers", "num_local_experts", "n_routed_experts", "num_experts", "n_layer", "n_layers",
-    "num_layers", "num_decoder_layers", "encoder_layers", "decoder_layers",
+    "num_hidden_layers",
+    "num_local_experts",
+    "n_routed_experts",
+    "num_experts",
+    "n_layer",
+    "n_layers",
+    "num_layers",
+    "num_decoder_layers",
+    "encoder_layers",
+    "decoder_layers",
 )
 _COUNT_LIMIT = 10_000
 
@@ -56,8 +72,9 @@ class ConfigSource:
     key: Mapping[str, Any] = field(default_factory=dict)
 
 
-def load_model(source: Any, *, trust_remote_code: bool = False, plugin_manager: Any = None,
-               revision: str | None = None) -> LoadedModel:
+def load_model(
+    source: Any, *, trust_remote_code: bool = False, plugin_manager: Any = None, revision: str | None = None
+) -> LoadedModel:
     """Build (or unwrap) MODEL on the meta device.
 
     ``source`` may be an ``nn.Module`` (PEFT-wrapped or not), a ``PretrainedConfig``, a path to a
@@ -137,8 +154,9 @@ def read_source(source: str, *, revision: str | None = None) -> ConfigSource | N
         return None
     key: dict[str, Any] = {"config": hashlib.sha256(raw).hexdigest()}
     if "auto_map" in data:  # remote code: the code files are part of what gets built
-        key["code"] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-                       for p in sorted(file.parent.glob("*.py")) if p.is_file()}
+        key["code"] = {
+            p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(file.parent.glob("*.py")) if p.is_file()
+        }
     return ConfigSource(source, data, key)
 
 
@@ -163,7 +181,9 @@ def load_config(source: str, *, trust_remote_code: bool = False, plugin_manager:
         except Exception as exc:  # transformers' own validators reject some of their defaults
             raise ModelLoadError(f"{source}: transformers cannot make its default config: {_one_line(exc)}") from None
     if "/" in source:
-        return config_from_file(_cached_hub_config(source), trust_remote_code, label=source, plugin_manager=plugin_manager)
+        return config_from_file(
+            _cached_hub_config(source), trust_remote_code, label=source, plugin_manager=plugin_manager
+        )
     built = build_with_plugin(plugin_manager, source, {"model_type": source}, source)
     if built is not None:
         return built
@@ -246,7 +266,9 @@ def check_config_fields(data: dict, label: str, prefix: str = "") -> None:
     if architectures is not None and (
         not isinstance(architectures, list) or not all(isinstance(a, str) for a in architectures)
     ):
-        raise ModelLoadError(f"{label}: {prefix}architectures must be a list of class names, not {_short(architectures)}")
+        raise ModelLoadError(
+            f"{label}: {prefix}architectures must be a list of class names, not {_short(architectures)}"
+        )
     for key, value in data.items():
         # Sub-configs (text_config, vision_config, ...) size the towers a composite model builds.
         if isinstance(value, dict) and (key.endswith("_config") or "model_type" in value) and len(prefix) < 200:
@@ -281,8 +303,13 @@ def build_model(config, trust_remote_code: bool = False):
         cls = getattr(transformers, arch, None) if isinstance(arch, str) else None
         if cls is not None and hasattr(cls, "_from_config"):
             builders.append(cls._from_config)
-    autos = ["AutoModelForCausalLM", "AutoModelForImageTextToText", "AutoModelForSeq2SeqLM",
-             "AutoModelForSpeechSeq2Seq", "AutoModel"]
+    autos = [
+        "AutoModelForCausalLM",
+        "AutoModelForImageTextToText",
+        "AutoModelForSeq2SeqLM",
+        "AutoModelForSpeechSeq2Seq",
+        "AutoModel",
+    ]
     if getattr(config, "is_encoder_decoder", False):
         # Whisper, BART, T5: the full encoder-decoder, not the decoder-only causal-LM class.
         autos = autos[2:4] + autos[:2] + autos[4:]
@@ -302,7 +329,8 @@ def build_model(config, trust_remote_code: bool = False):
                 return build(config)
         except Exception as exc:  # a config transformers accepted but this class cannot build from
             first_error = first_error or exc
-    raise ModelLoadError(f"{config.model_type}: cannot build the model from this config: {_one_line(first_error)}")
+    reason = _one_line(first_error) if first_error is not None else "no class accepted it"
+    raise ModelLoadError(f"{config.model_type}: cannot build the model from this config: {reason}")
 
 
 def _native_model_types():

@@ -107,17 +107,21 @@ def bias_parameters(tree: ModuleTree, leaves: Sequence[Leaf], bias: str, saved: 
         total = 0
         for owner in owners:
             node = tree.node(owner)
-            shape = dict(node.params).get("bias") if node is not None else None
-            if shape is not None:
-                total += _numel(shape)
+            bias_shape = dict(node.params).get("bias") if node is not None else None
+            if bias_shape is not None:
+                total += _numel(bias_shape)
         return total
     return 0
 
 
 def modules_to_save_parameters(tree: ModuleTree, name: str) -> int:
     """The trainable copy ``ModulesToSaveWrapper`` makes of module ``name``: every parameter under it (tied ones too)."""
-    return sum(_numel(shape) for node in tree.nodes if node.name == name or node.name.startswith(name + ".")
-               for _, shape in node.params)
+    return sum(
+        _numel(shape)
+        for node in tree.nodes
+        if node.name == name or node.name.startswith(name + ".")
+        for _, shape in node.params
+    )
 
 
 # ----------------------------------------------------------------------------- the transformers-5 MoE rename
@@ -167,6 +171,7 @@ def _imported_tables() -> _Tables | None:
         from transformers.conversion_mapping import get_checkpoint_conversion_mapping
     except Exception:
         return None
+
     def converted(model_type: str) -> bool:
         return get_checkpoint_conversion_mapping(model_type) is not None
 
@@ -181,11 +186,15 @@ def _source_tables() -> _Tables | None:
     try:
         peft_spec = importlib.util.find_spec("peft")
         tf_spec = importlib.util.find_spec("transformers")
-        if peft_spec is None or tf_spec is None or not peft_spec.submodule_search_locations:
+        if peft_spec is None or tf_spec is None:
+            return None
+        if not peft_spec.submodule_search_locations or not tf_spec.submodule_search_locations:
             return None
         from pathlib import Path
 
-        peft_file = Path(next(iter(peft_spec.submodule_search_locations))) / "utils" / "transformers_weight_conversion.py"
+        peft_file = (
+            Path(next(iter(peft_spec.submodule_search_locations))) / "utils" / "transformers_weight_conversion.py"
+        )
         tf_file = Path(next(iter(tf_spec.submodule_search_locations))) / "conversion_mapping.py"
         tf_tree = ast.parse(tf_file.read_text(encoding="utf-8"))
         peft_tree = ast.parse(peft_file.read_text(encoding="utf-8"))
@@ -206,10 +215,14 @@ def _source_tables() -> _Tables | None:
 
 def _module_dict(tree: ast.Module, name: str) -> dict[str, Any]:
     for node in tree.body:
-        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else (
-            node.target if isinstance(node, ast.AnnAssign) else None)
-        if isinstance(target, ast.Name) and target.id == name and isinstance(node.value, ast.Dict):  # type: ignore[union-attr]
-            return ast.literal_eval(node.value)  # type: ignore[union-attr]
+        target = (
+            node.targets[0]
+            if isinstance(node, ast.Assign) and len(node.targets) == 1
+            else (node.target if isinstance(node, ast.AnnAssign) else None)
+        )
+        value = getattr(node, "value", None)
+        if isinstance(target, ast.Name) and target.id == name and isinstance(value, ast.Dict):
+            return dict(ast.literal_eval(value))
     return {}
 
 
@@ -217,9 +230,16 @@ def _function_dict_keys(tree: ast.Module, function: str, variable: str) -> set[s
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name == function:
             for inner in ast.walk(node):
-                if (isinstance(inner, ast.Assign) and len(inner.targets) == 1 and isinstance(inner.targets[0], ast.Name)
-                        and inner.targets[0].id == variable and isinstance(inner.value, ast.Dict)):
-                    return {k.value for k in inner.value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+                if (
+                    isinstance(inner, ast.Assign)
+                    and len(inner.targets) == 1
+                    and isinstance(inner.targets[0], ast.Name)
+                    and inner.targets[0].id == variable
+                    and isinstance(inner.value, ast.Dict)
+                ):
+                    return {
+                        k.value for k in inner.value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)
+                    }
     return set()
 
 
@@ -253,7 +273,9 @@ def check_option_values(options: Mapping[str, Any]) -> None:
     # init_lora_weights: LoraLayer.reset_lora_parameters raises "Unknown initialization" for other strings;
     # LoraLayer.pissa_init needs a whole number of iterations in "pissa_niter_<N>".
     if not (isinstance(init, bool) or init in INIT_CHOICES or re.fullmatch(r"pissa_niter_\d+", str(init))):
-        raise ConfigError(f"init_lora_weights must be true, false, {', '.join(INIT_CHOICES)} or pissa_niter_<N>, not {init!r}")
+        raise ConfigError(
+            f"init_lora_weights must be true, false, {', '.join(INIT_CHOICES)} or pissa_niter_<N>, not {init!r}"
+        )
     # LoraConfig.__post_init__: "loftq" needs a loftq_config.
     if init == "loftq" and not options.get("loftq_config"):
         raise ConfigError("init_lora_weights='loftq' needs loftq_config=LoftQConfig(...) (pass it to lora_config)")
@@ -282,7 +304,9 @@ def check_targets(
         example = keys[wrapped[0].name]
         # lora.ParamWrapper.__init__ (target_parameters) raises on lora_dropout != 0 and on use_dora.
         if dropout:
-            raise ConfigError(f"lora_dropout must be 0 here: PEFT cannot apply dropout to target_parameters ({example})")
+            raise ConfigError(
+                f"lora_dropout must be 0 here: PEFT cannot apply dropout to target_parameters ({example})"
+            )
         if options["use_dora"]:
             raise ConfigError(f"PEFT has no DoRA for target_parameters ({example}); drop --dora or those roles")
         # ParamWrapper.update_layer raises on any LoRA variant, and MiCA is one.
@@ -309,8 +333,10 @@ def check_targets(
             raise ConfigError(f"modules_to_save {name!r} would also copy {also[0]} (PEFT matches the end of the name)")
         for leaf in leaves:
             if inside_modules_to_save(name, leaf.owner):
-                raise ConfigError(f"{leaf.name} is both a LoRA target and inside modules_to_save {name!r}; "
-                                  "PEFT would drop its LoRA -- keep one")
+                raise ConfigError(
+                    f"{leaf.name} is both a LoRA target and inside modules_to_save {name!r}; "
+                    "PEFT would drop its LoRA -- keep one"
+                )
 
 
 # ----------------------------------------------------------------------------- PEFT objects
@@ -353,11 +379,13 @@ def module_hits(config: Any, module_names: Iterable[str], targets: Any, *, bare:
     from peft.tuners.tuners_utils import check_target_module_exists
 
     probe = SimpleNamespace(
-        target_modules=targets, target_parameters=None,
+        target_modules=targets,
+        target_parameters=None,
         exclude_modules=None if bare else config.exclude_modules,
         modules_to_save=None if bare else config.modules_to_save,
         layers_to_transform=None if bare else config.layers_to_transform,
-        layers_pattern=None if bare else config.layers_pattern)
+        layers_pattern=None if bare else config.layers_pattern,
+    )
     return {name for name in module_names if check_target_module_exists(probe, name)}
 
 
@@ -382,7 +410,8 @@ def all_linear_targets(config: Any, module: Any) -> Any:
     try:
         from peft.tuners.tuners_utils import _maybe_include_all_linear_layers
 
-        return _maybe_include_all_linear_layers(copy.deepcopy(config), module).target_modules
+        expanded: Any = _maybe_include_all_linear_layers(copy.deepcopy(config), module)
+        return expanded.target_modules
     except Exception:  # a private helper: without it, say nothing rather than guess
         return None
 

@@ -141,7 +141,9 @@ class AdapterPlan:
             target_modules, target_parameters = config.target_modules, config.target_parameters
         if isinstance(target_modules, (list, set, frozenset, tuple)):
             target_modules = sorted(target_modules)
-        layers = {"layers": {stack: list(kept) for stack, kept in resolution.layers.items()}} if resolution.layers else {}
+        layers = (
+            {"layers": {stack: list(kept) for stack, kept in resolution.layers.items()}} if resolution.layers else {}
+        )
         return {
             "model": resolution.model_map.model,
             "model_type": resolution.model_map.model_type,
@@ -183,8 +185,9 @@ def build_plan(resolution: Resolution, settings: LoraSettings) -> AdapterPlan:
     leaf_ranks = {name: role_ranks.get(role, settings.r) for role, names in by_role.items() for name in names}
     saved = resolution.modules_to_save(settings.modules_to_save)
     options = {**settings.peft_options(), "modules_to_save": saved}
-    peft_compat.check_targets(options, resolution.leaves, resolution.target_keys(), leaf_ranks,
-                              resolution.model_map.all_module_names)
+    peft_compat.check_targets(
+        options, resolution.leaves, resolution.target_keys(), leaf_ranks, resolution.model_map.all_module_names
+    )
     return AdapterPlan(
         resolution=resolution,
         settings=settings,
@@ -200,7 +203,9 @@ def build_plan(resolution: Resolution, settings: LoraSettings) -> AdapterPlan:
     )
 
 
-def _cost(resolution: Resolution, settings: LoraSettings, leaf_ranks: Mapping[str, int], saved: list[str] | None) -> Cost:
+def _cost(
+    resolution: Resolution, settings: LoraSettings, leaf_ranks: Mapping[str, int], saved: list[str] | None
+) -> Cost:
     role_of = {name: role for role, names in resolution.names_by_role().items() for name in names}
     lora = dict.fromkeys(resolution.names_by_role(), 0)
     dora = 0

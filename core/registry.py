@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -62,7 +63,7 @@ class Registry:
     blocks: Mapping[str, tuple[str, ...]]
     architectures: Mapping[str, Architecture]
 
-    def merged(self, fragment: Mapping[str, Any], source: str) -> "Registry":
+    def merged(self, fragment: Mapping[str, Any], source: str) -> Registry:
         """Return a registry with ``fragment``'s presets and architectures added (a fragment wins on clashes)."""
         _check_keys(fragment, FRAGMENT_KEYS, source, "a registry fragment")
         extra = _parse_fragment(fragment, source, set(self.roles), set(self.aliases))
@@ -153,7 +154,9 @@ def parse_registry(data: Mapping[str, Any], source: str) -> Registry:
     return Registry(roles, aliases, fused, rest["presets"], scopes, names, blocks, rest["architectures"])
 
 
-def _parse_fragment(data: Mapping[str, Any], source: str, known: set[str], aliases: set[str] = frozenset()) -> dict[str, dict]:
+def _parse_fragment(
+    data: Mapping[str, Any], source: str, known: set[str], aliases: Iterable[str] = ()
+) -> dict[str, dict]:
     names = known | set(aliases)  # what a preset's roles, rank_for and alpha_for may name
     presets = {}
     for name, p in _table(data, "presets", source).items():
@@ -179,10 +182,14 @@ def _parse_fragment(data: Mapping[str, Any], source: str, known: set[str], alias
             roles=roles,
             rank=rank,
             alpha=alpha,
-            rank_for={key: _rank(v, f"{where}.rank_for.{key}")
-                      for key, v in _per_role_table(p, "rank_for", names, where).items()},
-            alpha_for={key: _alpha(v, f"{where}.alpha_for.{key}")
-                       for key, v in _per_role_table(p, "alpha_for", names, where).items()},
+            rank_for={
+                key: _rank(v, f"{where}.rank_for.{key}")
+                for key, v in _per_role_table(p, "rank_for", names, where).items()
+            },
+            alpha_for={
+                key: _alpha(v, f"{where}.alpha_for.{key}")
+                for key, v in _per_role_table(p, "alpha_for", names, where).items()
+            },
         )
     architectures = {}
     for model_type, a in _table(data, "architectures", source).items():

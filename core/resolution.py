@@ -162,15 +162,23 @@ class Resolution:
                     raise ConfigError(f"modules_to_save: {item!r} is neither a role nor a module of {model}") from None
                 chosen.update(hits)
                 continue
-            leaves = [leaf for role in request.roles for leaf in self.model_map.leaves_with_role(role, self.scopes)
-                      if self.layer_kept(leaf)]
+            leaves = [
+                leaf
+                for role in request.roles
+                for leaf in self.model_map.leaves_with_role(role, self.scopes)
+                if self.layer_kept(leaf)
+            ]
             if not leaves:
-                raise ConfigError(f"modules_to_save: {item!r} matches nothing in {model}; it has: "
-                                  f"{', '.join(self.model_map.present_roles(self.scopes))}")
+                raise ConfigError(
+                    f"modules_to_save: {item!r} matches nothing in {model}; it has: "
+                    f"{', '.join(self.model_map.present_roles(self.scopes))}"
+                )
             params = [leaf.name for leaf in leaves if leaf.kind != "module"]
             if params:
-                raise ConfigError(f"modules_to_save: {item!r} selects parameters ({params[0]}), not modules; "
-                                  "PEFT copies whole modules")
+                raise ConfigError(
+                    f"modules_to_save: {item!r} selects parameters ({params[0]}), not modules; "
+                    "PEFT copies whole modules"
+                )
             chosen.update(leaf.name for leaf in leaves)
         return [n for n in names if n in chosen] or None
 
@@ -181,8 +189,14 @@ class Resolution:
 
         return build_plan(self, settings if settings is not None else LoraSettings())
 
-    def lora_config(self, r: int = DEFAULT_RANK, lora_alpha: float | None = None, ranks: Mapping[str, int] | None = None,
-                    alphas: Mapping[str, float] | None = None, **options: Any) -> Any:
+    def lora_config(
+        self,
+        r: int = DEFAULT_RANK,
+        lora_alpha: float | None = None,
+        ranks: Mapping[str, int] | None = None,
+        alphas: Mapping[str, float] | None = None,
+        **options: Any,
+    ) -> Any:
         """A ``peft.LoraConfig`` that adapts exactly this resolution.
 
         ``r`` and ``lora_alpha`` (default ``2 * r``) apply to every role; ``ranks`` and ``alphas``
@@ -203,18 +217,31 @@ class Resolution:
         """
         return self.plan(LoraSettings.from_options(r, None, ranks, None, **options)).cost
 
-    def trainable_parameters(self, r: int = DEFAULT_RANK, ranks: Mapping[str, int] | None = None, **options: Any) -> int:
+    def trainable_parameters(
+        self, r: int = DEFAULT_RANK, ranks: Mapping[str, int] | None = None, **options: Any
+    ) -> int:
         """The trainable parameters PEFT will create for ``lora_config(r=r, ranks=ranks, **options)``."""
         return self.cost(r, ranks, **options).total
 
-    def to_dict(self, r: int = DEFAULT_RANK, lora_alpha: float | None = None, ranks: Mapping[str, int] | None = None,
-                alphas: Mapping[str, float] | None = None, **options: Any) -> dict[str, Any]:
+    def to_dict(
+        self,
+        r: int = DEFAULT_RANK,
+        lora_alpha: float | None = None,
+        ranks: Mapping[str, int] | None = None,
+        alphas: Mapping[str, float] | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
         """The ``--format json`` document; ``options`` as for ``lora_config``."""
         return self.plan(LoraSettings.from_options(r, lora_alpha, ranks, alphas, **options)).to_dict()
 
-    def adapter_config(self, r: int = DEFAULT_RANK, lora_alpha: float | None = None,
-                       ranks: Mapping[str, int] | None = None, alphas: Mapping[str, float] | None = None,
-                       **options: Any) -> str:
+    def adapter_config(
+        self,
+        r: int = DEFAULT_RANK,
+        lora_alpha: float | None = None,
+        ranks: Mapping[str, int] | None = None,
+        alphas: Mapping[str, float] | None = None,
+        **options: Any,
+    ) -> str:
         """``adapter_config.json`` text, as ``LoraConfig.save_pretrained`` writes it (deterministic)."""
         return self.plan(LoraSettings.from_options(r, lora_alpha, ranks, alphas, **options)).adapter_config()
 
@@ -253,9 +280,18 @@ def resolve(
     requests = parse_roles(roles, registry)  # fail on bad roles before building anything
     scopes = parse_scopes(scope)
     selection = parse_layer_selection(layers, last_layers)
-    model_map = model if isinstance(model, ModelMap) else inspect(
-        model, trust_remote_code=trust_remote_code, plugin_manager=host, plugin=plugin, fast=fast, cache=cache,
-        revision=revision,
+    model_map = (
+        model
+        if isinstance(model, ModelMap)
+        else inspect(
+            model,
+            trust_remote_code=trust_remote_code,
+            plugin_manager=host,
+            plugin=plugin,
+            fast=fast,
+            cache=cache,
+            revision=revision,
+        )
     )
     return resolve_map(model_map, requests, scopes, strict=strict, layers=selection)
 
@@ -314,11 +350,13 @@ def format_layers(values: Any) -> str:
     return ",".join(parts)
 
 
-def _select_layers(model_map: ModelMap, scopes: tuple[str, ...], selection: tuple[str, Any]) -> tuple[set[str], dict[str, tuple[int, ...]]]:
+def _select_layers(
+    model_map: ModelMap, scopes: tuple[str, ...], selection: tuple[str, Any]
+) -> tuple[set[str], dict[str, tuple[int, ...]]]:
     """Names of the in-scope stack leaves a layer selection drops, and the layers kept per stack."""
     depth: dict[str, int] = {}
     for leaf in model_map.leaves:
-        if leaf.scope in scopes and leaf.layer is not None:
+        if leaf.scope in scopes and leaf.layer is not None and leaf.stack is not None:
             depth[leaf.stack] = max(depth.get(leaf.stack, 0), leaf.layer + 1)
     if not depth:
         raise ConfigError(f"{model_map.model} has no layer stack in scope {','.join(scopes)} to select layers from")
@@ -335,14 +373,21 @@ def _select_layers(model_map: ModelMap, scopes: tuple[str, ...], selection: tupl
                 )
             kept[stack] = tuple(sorted(value))
     dropped = {
-        leaf.name for leaf in model_map.leaves
-        if leaf.layer is not None and leaf.scope in scopes and leaf.layer not in kept.get(leaf.stack, ())
+        leaf.name
+        for leaf in model_map.leaves
+        if leaf.layer is not None and leaf.scope in scopes and leaf.layer not in kept.get(leaf.stack or "", ())
     }
     return dropped, kept
 
 
-def resolve_map(model_map: ModelMap, requests: Sequence[RoleRequest], scopes: tuple[str, ...], *, strict: bool = False,
-                layers: tuple[str, Any] | None = None) -> Resolution:
+def resolve_map(
+    model_map: ModelMap,
+    requests: Sequence[RoleRequest],
+    scopes: tuple[str, ...],
+    *,
+    strict: bool = False,
+    layers: tuple[str, Any] | None = None,
+) -> Resolution:
     """Resolve already-parsed role requests against an inspected model (``layers`` from ``parse_layer_selection``)."""
     registry = model_map.vocabulary
     dropped, kept = _select_layers(model_map, scopes, layers) if layers else (set(), None)
@@ -376,8 +421,7 @@ def resolve_map(model_map: ModelMap, requests: Sequence[RoleRequest], scopes: tu
             else:
                 what = f"alias {request.written!r}"
             raise RoleError(
-                f"{what} matches nothing in {model_map.model}{where}; "
-                f"it has: {', '.join(present) or 'no roles'}"
+                f"{what} matches nothing in {model_map.model}{where}; it has: {', '.join(present) or 'no roles'}"
             )
         chosen.extend(hits)
     for fused, (example, asked) in fused_notes.items():
@@ -400,7 +444,9 @@ def resolve_map(model_map: ModelMap, requests: Sequence[RoleRequest], scopes: tu
             if not any(role in modules or role in parameters for role in hits):
                 raise RoleError(f"{request.written!r} has no leaf in the selected layers of {model_map.model}")
     renamed = renamed_module_names(model_map.model_type)
-    moved = sorted({n.rsplit(".", 1)[-1] for names in modules.values() for n in names if n.rsplit(".", 1)[-1] in renamed})
+    moved = sorted(
+        {n.rsplit(".", 1)[-1] for names in modules.values() for n in names if n.rsplit(".", 1)[-1] in renamed}
+    )
     if moved:
         warnings.append(
             f"PEFT rewrites target_modules named {', '.join(moved)} on {model_map.model_type} into expert "
@@ -433,15 +479,18 @@ def per_role(overrides: Mapping[str, Any], resolution: Resolution, what: str) ->
     out: dict[str, Any] = {}
     specificity: dict[str, float] = {}
     if not isinstance(overrides, Mapping):
-        raise ConfigError(f"{what}s must be a mapping of role or alias to value, e.g. {{'ffn': 4}}, "
-                          f"not {type(overrides).__name__}")
+        raise ConfigError(
+            f"{what}s must be a mapping of role or alias to value, e.g. {{'ffn': 4}}, not {type(overrides).__name__}"
+        )
     for key, value in overrides.items():
         value = check_rank(value, f"{what} for {key}") if what == "rank" else check_alpha(value, f"{what} for {key}")
         (request,) = parse_roles([key], registry)
         roles = [resolution.substituted.get(role, role) for role in request.roles]
         roles = [role for role in roles if role in resolution.roles]
         if not roles:
-            raise ConfigError(f"{what} given for {key}, which is not among the resolved roles ({', '.join(resolution.roles)})")
+            raise ConfigError(
+                f"{what} given for {key}, which is not among the resolved roles ({', '.join(resolution.roles)})"
+            )
         weight = -len(request.roles)  # the narrower key wins: q over attention over all, ffn over all
         for role in roles:
             if weight >= specificity.get(role, float("-inf")):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from .errors import RoleError
 from .registry import Registry
+
 
 @dataclass(frozen=True)
 class RoleRequest:

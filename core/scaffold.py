@@ -44,8 +44,8 @@ def scaffold(model_map: ModelMap, *, allow_plugin: bool = False) -> str:
         if leaf.layer is None:
             model_roles[role][leaf.name] = None
             continue
-        stack = leaf.stack
-        rest = leaf.name[len(stack) + len(str(leaf.layer)) + 2:]
+        stack = leaf.stack or ""
+        rest = leaf.name[len(stack) + len(str(leaf.layer)) + 2 :]
         stacks[stack] = None
         pattern = _generalise(rest)
         if seen.setdefault(pattern, role) != role:
@@ -62,7 +62,7 @@ def scaffold(model_map: ModelMap, *, allow_plugin: bool = False) -> str:
         f"# Declarative entry for model_type {model_map.model_type!r}, written by `lora-registry scaffold`",
         f"# from what the {model_map.plugin} plugin found in {model_map.model} ({model_map.tree.root_class}).",
         "# Review every line against the model's code before shipping it (registry.toml or a plugin's",
-        "# lora_registry_registry_fragment hook). \"*\" matches a number (an expert index).",
+        '# lora_registry_registry_fragment hook). "*" matches a number (an expert index).',
         f"[architectures.{key}]",
         f"layers = {_value(list(stacks))}",
         "",

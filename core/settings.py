@@ -51,11 +51,17 @@ class LoraSettings:
         check_rank(self.r, "rank")
         if self.lora_alpha is not None:
             check_alpha(self.lora_alpha, "alpha")
-        for what, table in (("rank", self.ranks), ("alpha", self.alphas),
-                            ("rank", self.default_ranks), ("alpha", self.default_alphas)):
+        for what, table in (
+            ("rank", self.ranks),
+            ("alpha", self.alphas),
+            ("rank", self.default_ranks),
+            ("alpha", self.default_alphas),
+        ):
             if not isinstance(table, Mapping):
-                raise ConfigError(f"{what}s must be a mapping of role or alias to value, e.g. {{'ffn': 4}}, "
-                                  f"not {type(table).__name__}")
+                raise ConfigError(
+                    f"{what}s must be a mapping of role or alias to value, e.g. {{'ffn': 4}}, "
+                    f"not {type(table).__name__}"
+                )
             for key, value in table.items():
                 (check_rank if what == "rank" else check_alpha)(value, f"{what} for {key}")
         object.__setattr__(self, "ranks", _lower_keys(self.ranks))
@@ -70,8 +76,14 @@ class LoraSettings:
 
     def peft_options(self) -> dict[str, Any]:
         """The PEFT options (``lora_dropout``, ``bias``, ``use_rslora``, ``use_dora``, ``init_lora_weights``, extras)."""
-        return {"lora_dropout": self.lora_dropout, "bias": self.bias, "use_rslora": self.use_rslora,
-                "use_dora": self.use_dora, "init_lora_weights": self.init_lora_weights, **self.extra}
+        return {
+            "lora_dropout": self.lora_dropout,
+            "bias": self.bias,
+            "use_rslora": self.use_rslora,
+            "use_dora": self.use_dora,
+            "init_lora_weights": self.init_lora_weights,
+            **self.extra,
+        }
 
     @classmethod
     def from_options(
@@ -90,10 +102,19 @@ class LoraSettings:
         **extra: Any,
     ) -> LoraSettings:
         """Settings from ``lora_config``-style keyword arguments (other keywords go to ``LoraConfig``)."""
-        return cls(r=r, lora_alpha=lora_alpha, ranks=ranks if ranks is not None else {},
-                   alphas=alphas if alphas is not None else {},
-                   lora_dropout=lora_dropout, bias=bias, use_rslora=use_rslora, use_dora=use_dora,
-                   init_lora_weights=init_lora_weights, modules_to_save=modules_to_save, extra=extra)  # type: ignore[arg-type]
+        return cls(
+            r=r,
+            lora_alpha=lora_alpha,
+            ranks=ranks if ranks is not None else {},
+            alphas=alphas if alphas is not None else {},
+            lora_dropout=lora_dropout,
+            bias=bias,
+            use_rslora=use_rslora,
+            use_dora=use_dora,
+            init_lora_weights=init_lora_weights,
+            modules_to_save=_names(modules_to_save),
+            extra=extra,
+        )
 
     @classmethod
     def from_preset(
@@ -113,8 +134,13 @@ class LoraSettings:
         user's ``ranks`` / ``alphas`` win over them.
         """
         if preset is None:
-            return cls(r=DEFAULT_RANK if r is None else r, lora_alpha=lora_alpha, ranks=ranks if ranks is not None else {},
-                       alphas=alphas if alphas is not None else {}, **_split_options(options))
+            return cls(
+                r=DEFAULT_RANK if r is None else r,
+                lora_alpha=lora_alpha,
+                ranks=ranks if ranks is not None else {},
+                alphas=alphas if alphas is not None else {},
+                **_split_options(options),
+            )
         return cls(
             r=preset.rank if r is None else r,
             lora_alpha=preset.alpha if lora_alpha is None else lora_alpha,
@@ -136,8 +162,13 @@ def check_rank(value: Any, what: str) -> int:
 
 def check_alpha(value: Any, what: str) -> float:
     """An alpha: a positive finite number."""
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value != value
-            or value == float("inf")):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not value > 0
+        or value != value
+        or value == float("inf")
+    ):
         raise ConfigError(f"{what} must be a positive number, not {value!r}")
     return value
 

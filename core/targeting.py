@@ -78,7 +78,7 @@ def _factor(patterns: Sequence[str]) -> str:
         prefix.append(parts[0])
     # keep at least one component in each alternative
     prefix = prefix[: min(len(s) for s in split) - 1]
-    rest = [r"\.".join(s[len(prefix):]) for s in split]
+    rest = [r"\.".join(s[len(prefix) :]) for s in split]
     head = r"\.".join(prefix)
     body = "(?:" + "|".join(rest) + ")"
     return head + r"\." + body if head else body

@@ -248,7 +248,10 @@ class ModuleTree:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (``from_dict`` reads it back)."""
         return {
-            "nodes": [[n.name, n.cls, n.kind, [[p, list(s)] for p, s in n.params], n.shape and list(n.shape)] for n in self.nodes],
+            "nodes": [
+                [n.name, n.cls, n.kind, [[p, list(s)] for p, s in n.params], n.shape and list(n.shape)]
+                for n in self.nodes
+            ],
             "tied": sorted(self.tied),
             "input_embedding": self.input_embedding,
             "output_embedding": self.output_embedding,
@@ -327,7 +330,9 @@ class TreeBuilder:
         self._nodes.append(Node(name, "ModuleList", "list"))
         return self
 
-    def linear(self, name: str, in_features: int, out_features: int, bias: bool = False, cls: str = "Linear") -> TreeBuilder:
+    def linear(
+        self, name: str, in_features: int, out_features: int, bias: bool = False, cls: str = "Linear"
+    ) -> TreeBuilder:
         """An ``nn.Linear`` (or subclass ``cls``): weight ``[out, in]``, optional bias."""
         params: list[tuple[str, Shape]] = [("weight", (out_features, in_features))]
         if bias:
@@ -341,7 +346,9 @@ class TreeBuilder:
         self._nodes.append(Node(name, "Conv1D", "linear", params, (out_features, in_features)))
         return self
 
-    def embedding(self, name: str, num_embeddings: int, dim: int, cls: str = "Embedding", role: str | None = None) -> TreeBuilder:
+    def embedding(
+        self, name: str, num_embeddings: int, dim: int, cls: str = "Embedding", role: str | None = None
+    ) -> TreeBuilder:
         """An ``nn.Embedding`` (or subclass); ``role`` ``"input"`` marks ``get_input_embeddings()``."""
         self._nodes.append(Node(name, cls, "embedding", (("weight", (num_embeddings, dim)),), (num_embeddings, dim)))
         if role == "input":
@@ -427,8 +434,16 @@ def scope_of(path: Sequence[tuple[str, str]], words: tuple[dict[str, str], tuple
 
 
 # ----------------------------------------------------------------------------- torch side
-def _walk(module: Any, name: str, nodes: list[Node], tied: set[str], seen_modules: set[int],
-          seen_params: set[int], by_id: dict[int, str], ties: dict[str, str]) -> None:
+def _walk(
+    module: Any,
+    name: str,
+    nodes: list[Node],
+    tied: set[str],
+    seen_modules: set[int],
+    seen_params: set[int],
+    by_id: dict[int, str],
+    ties: dict[str, str],
+) -> None:
     if id(module) in seen_modules:
         return
     seen_modules.add(id(module))
@@ -448,11 +463,15 @@ def _walk(module: Any, name: str, nodes: list[Node], tied: set[str], seen_module
     declared = getattr(base, "_tied_weights_keys", None)  # transformers 5: {tied parameter: its source}
     if isinstance(declared, dict):
         prefix = f"{name}." if name else ""
-        ties.update({f"{prefix}{t}": f"{prefix}{s}" for t, s in declared.items() if isinstance(t, str) and isinstance(s, str)})
+        ties.update(
+            {f"{prefix}{t}": f"{prefix}{s}" for t, s in declared.items() if isinstance(t, str) and isinstance(s, str)}
+        )
     for child_name, child in base._modules.items():
         if child is None or (is_tuner and child_name in _ADAPTER_CHILDREN):
             continue
-        _walk(child, f"{name}.{child_name}" if name else child_name, nodes, tied, seen_modules, seen_params, by_id, ties)
+        _walk(
+            child, f"{name}.{child_name}" if name else child_name, nodes, tied, seen_modules, seen_params, by_id, ties
+        )
 
 
 def _kind(module: Any) -> tuple[str, Shape | None]:

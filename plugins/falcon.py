@@ -43,23 +43,52 @@ def _settings(data: Mapping[str, Any], cfg: dict[str, Any]) -> dict[str, Any] | 
 CHECK = ConfigCheck(
     keys={
         **COMMON_KEYS,
-        **{key: whole() for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                                    "max_position_embeddings")},
+        **{
+            key: whole()
+            for key in (
+                "vocab_size",
+                "hidden_size",
+                "num_hidden_layers",
+                "num_attention_heads",
+                "max_position_embeddings",
+            )
+        },
         **{key: optional(whole()) for key in ("num_kv_heads", "ffn_hidden_size")},
         "num_ln_in_parallel_attn": lambda v: v in (None, 1, 2),
-        **{key: flag for key in ("alibi", "new_decoder_architecture", "multi_query", "parallel_attn", "bias",
-                                 "apply_residual_connection_post_layernorm")},
+        **{
+            key: flag
+            for key in (
+                "alibi",
+                "new_decoder_architecture",
+                "multi_query",
+                "parallel_attn",
+                "bias",
+                "apply_residual_connection_post_layernorm",
+            )
+        },
         "layer_norm_epsilon": number(0, 1, low_open=True, whole=False),
-        "hidden_dropout": PROBABILITY, "attention_dropout": PROBABILITY,
+        "hidden_dropout": PROBABILITY,
+        "attention_dropout": PROBABILITY,
         "activation": lambda v: v in ACTIVATIONS,
         "rope_theta": number(0, 1e12, low_open=True),
         "rope_scaling": lambda v: v is None,
     },
     head="FalconForCausalLM",
-    defaults=dict(vocab_size=65024, hidden_size=4544, num_hidden_layers=32, num_attention_heads=71,
-                  new_decoder_architecture=False, multi_query=True, parallel_attn=True, bias=False,
-                  num_ln_in_parallel_attn=None, alibi=False, tie_word_embeddings=True, max_position_embeddings=2048,
-                  activation="gelu"),
+    defaults=dict(
+        vocab_size=65024,
+        hidden_size=4544,
+        num_hidden_layers=32,
+        num_attention_heads=71,
+        new_decoder_architecture=False,
+        multi_query=True,
+        parallel_attn=True,
+        bias=False,
+        num_ln_in_parallel_attn=None,
+        alibi=False,
+        tie_word_embeddings=True,
+        max_position_embeddings=2048,
+        activation="gelu",
+    ),
     extra=_settings,
 )
 

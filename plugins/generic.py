@@ -54,7 +54,13 @@ class _Sizes:
             if sub is not None:
                 self.by_scope[scope] = _dims(sub, tower=True)
         for cfg in (text, config):
-            for attr in ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts", "num_experts_per_layer"):
+            for attr in (
+                "num_experts",
+                "num_local_experts",
+                "n_routed_experts",
+                "moe_num_experts",
+                "num_experts_per_layer",
+            ):
                 value = getattr(cfg, attr, None)
                 if isinstance(value, int) and value > 0:
                     self.experts.add(value)
@@ -75,8 +81,19 @@ def _dims(cfg, tower=False):
     ratio = getattr(cfg, "mlp_ratio", None)
     if hidden and isinstance(ratio, (int, float)) and ratio > 0:
         inter.add(int(hidden * ratio))
-    for attr in ("intermediate_size", "ffn_dim", "d_ff", "n_inner", "ffn_hidden_size", "moe_intermediate_size",
-                 "shared_expert_intermediate_size", "decoder_ffn_dim", "encoder_ffn_dim", "mlp_dim", "dff"):
+    for attr in (
+        "intermediate_size",
+        "ffn_dim",
+        "d_ff",
+        "n_inner",
+        "ffn_hidden_size",
+        "moe_intermediate_size",
+        "shared_expert_intermediate_size",
+        "decoder_ffn_dim",
+        "encoder_ffn_dim",
+        "mlp_dim",
+        "dff",
+    ):
         value = getattr(cfg, attr, None)
         if isinstance(value, int) and value > 0:
             inter.add(value)
@@ -113,8 +130,10 @@ class _Classifier:
         for i in ancestors:
             # the layer itself (Jamba's JambaMambaDecoderLayer) is not a block: its FFN keeps its roles
             if not components[i].isdigit() and self._is_null_block(components[i], classes[i]):
-                return Null(f"inside {components[i]} ({classes[i]}): an SSM, recurrent or linear-attention "
-                            "block, not attention or an FFN")
+                return Null(
+                    f"inside {components[i]} ({classes[i]}): an SSM, recurrent or linear-attention "
+                    "block, not attention or an FFN"
+                )
         if self._in_routed_experts(components, classes, owner):
             if any(self._is_attention(components[i], classes[i]) for i in ancestors):
                 if self._is_router(leaf, name, components, classes, owner):
@@ -124,12 +143,15 @@ class _Classifier:
         if self._is_router(leaf, name, components, classes, owner):
             return "router"
         if leaf.lora_type not in ("linear", "parameter"):
-            return Null(f"{leaf.lora_type} ({leaf.module_class}): only Linear projections and expert tensors have roles")
+            return Null(
+                f"{leaf.lora_type} ({leaf.module_class}): only Linear projections and expert tensors have roles"
+            )
         for i in ancestors:
             comp, cls = components[i], classes[i]
             if comp.isdigit():
-                if cls in ("Sequential",) or (i > 0 and (self._is_attention(components[i - 1], "")
-                                                         or self._is_ffn(components[i - 1], ""))):
+                if cls in ("Sequential",) or (
+                    i > 0 and (self._is_attention(components[i - 1], "") or self._is_ffn(components[i - 1], ""))
+                ):
                     continue  # one of several blocks in a list (LongCat-Flash's self_attn.0 and .1)
                 if not any(cls.endswith(w) for w in self.blocks.get("attention_classes", ())):
                     break  # reached the layer itself
@@ -155,11 +177,27 @@ class _Classifier:
     def _is_null_block(self, comp, cls):
         if comp in self.blocks.get("nulls", ()):
             return True
-        return any(word in cls for word in ("Mamba", "DeltaNet", "Rglru", "RecurrentBlock", "LinearAttention",
-                                             "Indexer", "ShortConv", "Mlstm", "xLSTM", "Rwkv", "SSM"))
+        return any(
+            word in cls
+            for word in (
+                "Mamba",
+                "DeltaNet",
+                "Rglru",
+                "RecurrentBlock",
+                "LinearAttention",
+                "Indexer",
+                "ShortConv",
+                "Mlstm",
+                "xLSTM",
+                "Rwkv",
+                "SSM",
+            )
+        )
 
     def _is_attention(self, comp, cls):
-        return comp in self.blocks.get("attention", ()) or any(w in cls for w in self.blocks.get("attention_classes", ()))
+        return comp in self.blocks.get("attention", ()) or any(
+            w in cls for w in self.blocks.get("attention_classes", ())
+        )
 
     def _is_ffn(self, comp, cls):
         return comp in self.blocks.get("ffn", ()) or any(w in cls for w in self.blocks.get("ffn_classes", ()))
@@ -177,7 +215,7 @@ class _Classifier:
 
     def _is_router(self, leaf, name, components, classes, owner):
         owner_cls = classes[owner] if leaf.kind == "module" else classes[owner]
-        if "Router" in owner_cls or any("Router" in c for c in classes[max(0, owner - 1):owner]):
+        if "Router" in owner_cls or any("Router" in c for c in classes[max(0, owner - 1) : owner]):
             return self._router_shape_ok(leaf)
         router_names = self.names.get("router", {}).get("router", ())
         if name not in router_names:
@@ -235,7 +273,7 @@ class _Classifier:
 
 def _embedding_names(tree):
     """``{name: "embed" | "lm-head"}`` for the model's own input and output embeddings."""
-    out = {}
+    out: dict[str, str | Null] = {}
     if tree.input_embedding is not None:
         out[tree.input_embedding] = "embed"
     if tree.output_embedding is not None:

@@ -29,9 +29,15 @@ def _settings(data: Mapping[str, Any], cfg: dict[str, Any]) -> dict[str, Any] | 
     hidden, heads = cfg["n_embd"], cfg["n_head"]
     if hidden % heads or cfg["n_layer"] > COUNT_LIMIT:
         return None  # GPT2Attention refuses a hidden size the heads do not divide
-    return {**cfg, "hidden_size": hidden, "num_hidden_layers": cfg["n_layer"], "num_attention_heads": heads,
-            "intermediate_size": cfg["n_inner"] or 4 * hidden, "max_position_embeddings": cfg["n_positions"],
-            "n_inner": cfg["n_inner"]}
+    return {
+        **cfg,
+        "hidden_size": hidden,
+        "num_hidden_layers": cfg["n_layer"],
+        "num_attention_heads": heads,
+        "intermediate_size": cfg["n_inner"] or 4 * hidden,
+        "max_position_embeddings": cfg["n_positions"],
+        "n_inner": cfg["n_inner"],
+    }
 
 
 #: transformers' GPT2Config keys, values and defaults the tree depends on (cross-attention is not modelled)
@@ -43,16 +49,32 @@ CHECK = ConfigCheck(
         "activation_function": lambda v: v in ACTIVATIONS,
         **{key: PROBABILITY for key in ("resid_pdrop", "embd_pdrop", "attn_pdrop", "summary_first_dropout")},
         "layer_norm_epsilon": number(0, 1, low_open=True, whole=False),
-        **{key: flag for key in ("summary_use_proj", "summary_proj_to_labels", "scale_attn_weights",
-                                 "scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn")},
+        **{
+            key: flag
+            for key in (
+                "summary_use_proj",
+                "summary_proj_to_labels",
+                "scale_attn_weights",
+                "scale_attn_by_inverse_layer_idx",
+                "reorder_and_upcast_attn",
+            )
+        },
         "summary_type": lambda v: v in ("last", "first", "mean", "cls_index", "attn"),
         "summary_activation": lambda v: v is None or v == "tanh",
         "add_cross_attention": lambda v: v is False,
         "task_specific_params": lambda v: v is None or isinstance(v, dict),
     },
     head="GPT2LMHeadModel",
-    defaults=dict(vocab_size=50257, n_embd=768, n_layer=12, n_head=12, n_inner=None, n_positions=1024,
-                  tie_word_embeddings=True, activation_function="gelu_new"),
+    defaults=dict(
+        vocab_size=50257,
+        n_embd=768,
+        n_layer=12,
+        n_head=12,
+        n_inner=None,
+        n_positions=1024,
+        tie_word_embeddings=True,
+        activation_function="gelu_new",
+    ),
     extra=_settings,
 )
 

@@ -25,9 +25,20 @@ FAMILY = DecoderFamily("Llama", qkv_bias="attention_bias", o_bias="attention_bia
 CHECK = ConfigCheck(
     keys={**DECODER_KEYS, "rope_scaling": lambda v: v is None or plain_llama3_rope(v)},
     head="LlamaForCausalLM",
-    defaults=dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                  num_attention_heads=32, num_key_value_heads=None, head_dim=None, tie_word_embeddings=False,
-                  attention_bias=False, mlp_bias=False, max_position_embeddings=2048, hidden_act="silu"),
+    defaults=dict(
+        vocab_size=32000,
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=None,
+        head_dim=None,
+        tie_word_embeddings=False,
+        attention_bias=False,
+        mlp_bias=False,
+        max_position_embeddings=2048,
+        hidden_act="silu",
+    ),
     extra=lambda data, cfg: decoder_settings(data, cfg),
 )
 

@@ -21,14 +21,27 @@ from lora_registry.architectures import (
 
 MODEL_TYPES = ("mistral", "mixtral")
 FAMILIES = {"mistral": DecoderFamily("Mistral"), "mixtral": DecoderFamily("Mixtral", mlp="mixtral")}
-_COMMON = dict(vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-               num_attention_heads=32, num_key_value_heads=8, head_dim=None, tie_word_embeddings=False,
-               max_position_embeddings=131072, hidden_act="silu")
+_COMMON = dict(
+    vocab_size=32000,
+    hidden_size=4096,
+    intermediate_size=14336,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    head_dim=None,
+    tie_word_embeddings=False,
+    max_position_embeddings=131072,
+    hidden_act="silu",
+)
 #: transformers' MistralConfig / MixtralConfig defaults the trees depend on
 CHECKS = {
     "mistral": ConfigCheck(DECODER_KEYS, "MistralForCausalLM", _COMMON, extra=lambda d, c: decoder_settings(d, c)),
-    "mixtral": ConfigCheck(DECODER_KEYS, "MixtralForCausalLM", {**_COMMON, "num_local_experts": 8},
-                           extra=lambda d, c: decoder_settings(d, c, moe=True)),
+    "mixtral": ConfigCheck(
+        DECODER_KEYS,
+        "MixtralForCausalLM",
+        {**_COMMON, "num_local_experts": 8},
+        extra=lambda d, c: decoder_settings(d, c, moe=True),
+    ),
 }
 
 

@@ -10,15 +10,31 @@ from lora_registry.architectures import DECODER_KEYS, ConfigCheck, DecoderFamily
 
 MODEL_TYPES = ("olmo2",)
 # OLMo 2 normalises q and k over all heads, and its norms follow attention and the MLP (no input norm)
-FAMILY = DecoderFamily("Olmo2", qkv_bias="attention_bias", o_bias="attention_bias", qk_norm="full",
-                       norms=("post_attention_layernorm", "post_feedforward_layernorm"))
+FAMILY = DecoderFamily(
+    "Olmo2",
+    qkv_bias="attention_bias",
+    o_bias="attention_bias",
+    qk_norm="full",
+    norms=("post_attention_layernorm", "post_feedforward_layernorm"),
+)
 #: transformers' Olmo2Config defaults the tree depends on
 CHECK = ConfigCheck(
     {k: v for k, v in DECODER_KEYS.items() if k not in ("num_local_experts", "num_experts_per_tok", "head_dim")},
     "Olmo2ForCausalLM",
-    dict(vocab_size=50304, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-         num_key_value_heads=None, head_dim=None, tie_word_embeddings=False, attention_bias=False, pad_token_id=1,
-         max_position_embeddings=2048, hidden_act="silu"),
+    dict(
+        vocab_size=50304,
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=None,
+        head_dim=None,
+        tie_word_embeddings=False,
+        attention_bias=False,
+        pad_token_id=1,
+        max_position_embeddings=2048,
+        hidden_act="silu",
+    ),
     extra=lambda d, c: decoder_settings(d, c),
 )
 

@@ -25,17 +25,37 @@ FAMILIES = {
     # Qwen2: biases on q, k and v, none on o
     "qwen2": DecoderFamily("Qwen2", qkv_bias=True),
     "qwen3": DecoderFamily("Qwen3", qkv_bias="attention_bias", o_bias="attention_bias", qk_norm="head"),
-    "qwen3_moe": DecoderFamily("Qwen3Moe", qkv_bias="attention_bias", o_bias="attention_bias", qk_norm="head",
-                               mlp="qwen_moe"),
+    "qwen3_moe": DecoderFamily(
+        "Qwen3Moe", qkv_bias="attention_bias", o_bias="attention_bias", qk_norm="head", mlp="qwen_moe"
+    ),
 }
-_SLIDING = {"use_sliding_window": flag, "max_window_layers": whole(0),
-            # the sliding window changes the attention mask, not the modules
-            "layer_types": lambda v: v is None or (isinstance(v, list) and all(t in ("full_attention", "sliding_attention") for t in v))}
-_MOE = {"num_experts": whole(), "moe_intermediate_size": whole(), "decoder_sparse_step": whole(),
-        "mlp_only_layers": lambda v: isinstance(v, list) and all(whole(0)(i) for i in v), "norm_topk_prob": flag}
-_DEFAULTS = dict(vocab_size=151936, hidden_size=4096, intermediate_size=22016, num_hidden_layers=32,
-                 num_attention_heads=32, num_key_value_heads=None, head_dim=None, tie_word_embeddings=False,
-                 max_position_embeddings=32768, hidden_act="silu")
+_SLIDING = {
+    "use_sliding_window": flag,
+    "max_window_layers": whole(0),
+    # the sliding window changes the attention mask, not the modules
+    "layer_types": lambda v: (
+        v is None or (isinstance(v, list) and all(t in ("full_attention", "sliding_attention") for t in v))
+    ),
+}
+_MOE = {
+    "num_experts": whole(),
+    "moe_intermediate_size": whole(),
+    "decoder_sparse_step": whole(),
+    "mlp_only_layers": lambda v: isinstance(v, list) and all(whole(0)(i) for i in v),
+    "norm_topk_prob": flag,
+}
+_DEFAULTS = dict(
+    vocab_size=151936,
+    hidden_size=4096,
+    intermediate_size=22016,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=None,
+    head_dim=None,
+    tie_word_embeddings=False,
+    max_position_embeddings=32768,
+    hidden_act="silu",
+)
 
 
 def _moe_settings(data: Mapping[str, Any], cfg: dict[str, Any]) -> dict[str, Any] | None:
@@ -48,16 +68,32 @@ def _moe_settings(data: Mapping[str, Any], cfg: dict[str, Any]) -> dict[str, Any
 
 #: transformers' Qwen2Config / Qwen3Config / Qwen3MoeConfig defaults the trees depend on
 CHECKS = {
-    "qwen2": ConfigCheck({**DECODER_KEYS, **_SLIDING}, "Qwen2ForCausalLM", _DEFAULTS,
-                         extra=lambda d, c: decoder_settings(d, c)),
-    "qwen3": ConfigCheck({**DECODER_KEYS, **_SLIDING}, "Qwen3ForCausalLM",
-                         {**_DEFAULTS, "head_dim": 128, "attention_bias": False},
-                         extra=lambda d, c: decoder_settings(d, c)),
-    "qwen3_moe": ConfigCheck({**DECODER_KEYS, **_SLIDING, **_MOE}, "Qwen3MoeForCausalLM",
-                             {**_DEFAULTS, "attention_bias": False, "hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 24,
-                              "num_key_value_heads": 4, "num_local_experts": 128, "moe_intermediate_size": 768,
-                              "decoder_sparse_step": 1, "mlp_only_layers": []},
-                             extra=_moe_settings),
+    "qwen2": ConfigCheck(
+        {**DECODER_KEYS, **_SLIDING}, "Qwen2ForCausalLM", _DEFAULTS, extra=lambda d, c: decoder_settings(d, c)
+    ),
+    "qwen3": ConfigCheck(
+        {**DECODER_KEYS, **_SLIDING},
+        "Qwen3ForCausalLM",
+        {**_DEFAULTS, "head_dim": 128, "attention_bias": False},
+        extra=lambda d, c: decoder_settings(d, c),
+    ),
+    "qwen3_moe": ConfigCheck(
+        {**DECODER_KEYS, **_SLIDING, **_MOE},
+        "Qwen3MoeForCausalLM",
+        {
+            **_DEFAULTS,
+            "attention_bias": False,
+            "hidden_size": 2048,
+            "intermediate_size": 6144,
+            "num_hidden_layers": 24,
+            "num_key_value_heads": 4,
+            "num_local_experts": 128,
+            "moe_intermediate_size": 768,
+            "decoder_sparse_step": 1,
+            "mlp_only_layers": [],
+        },
+        extra=_moe_settings,
+    ),
 }
 
 

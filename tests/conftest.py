@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):
     """Every test runs against a cache folder of its own session, never the user's."""
@@ -23,7 +24,9 @@ def pm():
 
 def pytest_addoption(parser):
     parser.addoption(
-        "--sweep", action="store_true", default=False,
+        "--sweep",
+        action="store_true",
+        default=False,
         help="also run the sweep over every text-generating model type transformers ships (minutes)",
     )
 

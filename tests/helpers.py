@@ -38,12 +38,19 @@ def write_config(folder: Path, data: dict, name: str = "m") -> str:
 PROBE = (
     "import sys\n"
     "from lora_registry.cli import main\n"
-    "try:\n    main()\nexcept SystemExit:\n    pass\n"
+    "code = 0\n"
+    "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code\n"
     "print('LOADED=' + ','.join(m for m in ('torch', 'transformers', 'peft') if m in sys.modules), file=sys.stderr)\n"
+    "sys.exit(code)\n"
 )
 
 
 def probe_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """``lora-registry ARGS`` in a fresh interpreter through ``PROBE`` (stderr ends with ``LOADED=...``)."""
-    return subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=300,
-                          env=env if env is not None else os.environ.copy())
+    return subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env if env is not None else os.environ.copy(),
+    )

@@ -9,12 +9,16 @@ import pytest
 from transformers import AutoConfig
 
 import lora_registry as lr
-from lora_registry.coverage import peft_check
 from helpers import FIXTURES
+from lora_registry.coverage import peft_check
 
 
 def _roles_in_layer(model_map, layer, scope="language"):
-    return {leaf.name: model_map.roles[leaf.name] for leaf in model_map.leaves if leaf.layer == layer and leaf.scope == scope}
+    return {
+        leaf.name: model_map.roles[leaf.name]
+        for leaf in model_map.leaves
+        if leaf.layer == layer and leaf.scope == scope
+    }
 
 
 def _exact(resolution, **kw):
@@ -25,11 +29,15 @@ def _exact(resolution, **kw):
 
 # ----------------------------------------------------------------------------- fused modules
 
-@pytest.mark.parametrize("model_type,qkv,gate_up", [
-    ("phi3", "self_attn.qkv_proj", "mlp.gate_up_proj"),   # Phi-3 fuses both (phi plugin)
-    ("gpt_neox", "attention.query_key_value", None),     # generic fallback
-    ("gpt2", "attn.c_attn", None),                        # declarative entry
-])
+
+@pytest.mark.parametrize(
+    "model_type,qkv,gate_up",
+    [
+        ("phi3", "self_attn.qkv_proj", "mlp.gate_up_proj"),  # Phi-3 fuses both (phi plugin)
+        ("gpt_neox", "attention.query_key_value", None),  # generic fallback
+        ("gpt2", "attn.c_attn", None),  # declarative entry
+    ],
+)
 def test_fused_attention_and_ffn(model_type, qkv, gate_up, pm):
     config = AutoConfig.for_model(model_type, num_hidden_layers=2)
     model_map = lr.inspect(config, plugin_manager=pm)
@@ -48,15 +56,27 @@ def test_fused_attention_and_ffn(model_type, qkv, gate_up, pm):
 
 # ----------------------------------------------------------------------------- MLA, experts, routers
 
+
 def test_multi_head_latent_attention(pm):
     model_map = lr.inspect(str(FIXTURES / "deepseek-v2-lite"), plugin_manager=pm)
     layer = _roles_in_layer(model_map, 1)
     assert layer["model.layers.1.self_attn.q_proj"] == "attention-q"  # V2-Lite has no q_lora_rank: plain q_proj
     assert layer["model.layers.1.self_attn.kv_a_proj_with_mqa"] == "attention-kv-a"
     assert layer["model.layers.1.self_attn.kv_b_proj"] == "attention-kv-b"
-    config = AutoConfig.for_model("deepseek_v3", num_hidden_layers=2, first_k_dense_replace=1, n_routed_experts=4,
-                                  hidden_size=128, intermediate_size=256, moe_intermediate_size=32, q_lora_rank=32,
-                                  kv_lora_rank=16, num_attention_heads=2, num_key_value_heads=2, vocab_size=100)
+    config = AutoConfig.for_model(
+        "deepseek_v3",
+        num_hidden_layers=2,
+        first_k_dense_replace=1,
+        n_routed_experts=4,
+        hidden_size=128,
+        intermediate_size=256,
+        moe_intermediate_size=32,
+        q_lora_rank=32,
+        kv_lora_rank=16,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        vocab_size=100,
+    )
     v3 = lr.inspect(config, plugin_manager=pm)
     assert {"attention-q-a", "attention-q-b", "attention-kv-a", "attention-kv-b"} <= set(v3.present_roles())
     _exact(lr.resolve(lr.inspect(config, plugin_manager=pm), roles="attention"))
@@ -73,9 +93,19 @@ def test_routed_experts_as_3d_parameters(pm):
 
 
 def test_routed_experts_as_one_module_per_expert(pm):
-    config = AutoConfig.for_model("switch_transformers", num_layers=2, num_decoder_layers=2, num_experts=4,
-                                  encoder_sparse_step=2, decoder_sparse_step=2,
-                                  d_model=64, d_ff=128, d_kv=16, num_heads=4, vocab_size=100)
+    config = AutoConfig.for_model(
+        "switch_transformers",
+        num_layers=2,
+        num_decoder_layers=2,
+        num_experts=4,
+        encoder_sparse_step=2,
+        decoder_sparse_step=2,
+        d_model=64,
+        d_ff=128,
+        d_kv=16,
+        num_heads=4,
+        vocab_size=100,
+    )
     model_map = lr.inspect(config, plugin_manager=pm)
     per_expert = [leaf for leaf in model_map.leaves if ".experts.expert_" in leaf.name]
     assert per_expert and all(leaf.kind == "module" for leaf in per_expert)
@@ -102,15 +132,28 @@ def test_shared_experts_are_ffn_and_routers_are_routers(pm):
 
 
 def test_dense_first_layers_then_moe(pm):
-    config = AutoConfig.for_model("deepseek_v3", num_hidden_layers=4, first_k_dense_replace=2, n_routed_experts=4,
-                                  hidden_size=128, intermediate_size=256, moe_intermediate_size=32, q_lora_rank=32,
-                                  kv_lora_rank=16, num_attention_heads=2, num_key_value_heads=2, vocab_size=100)
+    config = AutoConfig.for_model(
+        "deepseek_v3",
+        num_hidden_layers=4,
+        first_k_dense_replace=2,
+        n_routed_experts=4,
+        hidden_size=128,
+        intermediate_size=256,
+        moe_intermediate_size=32,
+        q_lora_rank=32,
+        kv_lora_rank=16,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        vocab_size=100,
+    )
     model_map = lr.inspect(config, plugin_manager=pm)
     for layer in (0, 1):
         assert set(_roles_in_layer(model_map, layer).values()) >= {"ffn-gate", "ffn-up", "ffn-down"}
         assert "experts-down" not in _roles_in_layer(model_map, layer).values()
     for layer in (2, 3):
-        assert {"experts-gate-up", "experts-down", "router", "ffn-down"} <= set(_roles_in_layer(model_map, layer).values())
+        assert {"experts-gate-up", "experts-down", "router", "ffn-down"} <= set(
+            _roles_in_layer(model_map, layer).values()
+        )
     with pytest.raises(lr.RoleError, match="selected layers"):
         lr.resolve(model_map, roles="experts-down", layers="0-1")
     _exact(lr.resolve(lr.inspect(config, plugin_manager=pm), roles="all"))
@@ -120,8 +163,17 @@ def test_dense_first_layers_then_moe(pm):
 
 HYBRIDS = {
     # model_type: (small config overrides, a module inside an SSM/linear-attention block)
-    "jamba": (dict(num_hidden_layers=4, attn_layer_period=2, attn_layer_offset=1, expert_layer_period=2,
-                   expert_layer_offset=1, num_experts=4), "mamba.in_proj"),
+    "jamba": (
+        dict(
+            num_hidden_layers=4,
+            attn_layer_period=2,
+            attn_layer_offset=1,
+            expert_layer_period=2,
+            expert_layer_offset=1,
+            num_experts=4,
+        ),
+        "mamba.in_proj",
+    ),
     "bamba": (dict(num_hidden_layers=3, attn_layer_indices=[1]), "mamba.in_proj"),
     "falcon_h1": (dict(num_hidden_layers=2), "mamba.in_proj"),
     "qwen3_next": (dict(num_hidden_layers=4, num_experts=4), "linear_attn.in_proj_qkvz"),
@@ -156,9 +208,15 @@ def test_hybrid_stacks(model_type, pm):
 
 # ----------------------------------------------------------------------------- encoder-decoder
 
-@pytest.mark.parametrize("model_type,cross", [
-    ("t5", "layer.1.EncDecAttention"), ("bart", "encoder_attn"), ("whisper", "encoder_attn"),
-])
+
+@pytest.mark.parametrize(
+    "model_type,cross",
+    [
+        ("t5", "layer.1.EncDecAttention"),
+        ("bart", "encoder_attn"),
+        ("whisper", "encoder_attn"),
+    ],
+)
 def test_encoder_decoder_self_and_cross_attention(model_type, cross, pm):
     model_map = lr.inspect(model_type, plugin_manager=pm)
     names = {leaf.name: leaf for leaf in model_map.leaves}
@@ -189,11 +247,18 @@ def test_t5_embed_is_the_embedding_that_runs(pm):
 
 # ----------------------------------------------------------------------------- nesting, scope, layers
 
+
 @pytest.mark.parametrize("model_type", ["llava", "gemma3", "mllama", "qwen2_vl"])
 def test_nested_language_model_layers_and_scopes(model_type, pm):
     model_map = lr.inspect(model_type, plugin_manager=pm)
-    language_q = [leaf for leaf in model_map.leaves if leaf.scope == "language" and model_map.roles[leaf.name] == "attention-q"]
-    vision_q = [leaf for leaf in model_map.leaves if leaf.scope == "vision" and model_map.roles[leaf.name] in ("attention-q", "attention-qkv")]
+    language_q = [
+        leaf for leaf in model_map.leaves if leaf.scope == "language" and model_map.roles[leaf.name] == "attention-q"
+    ]
+    vision_q = [
+        leaf
+        for leaf in model_map.leaves
+        if leaf.scope == "vision" and model_map.roles[leaf.name] in ("attention-q", "attention-qkv")
+    ]
     assert language_q and vision_q
     assert all(".language_model." in leaf.name for leaf in language_q)
     assert sorted({leaf.layer for leaf in language_q}) == list(range(len(language_q)))  # index within the stack

@@ -11,8 +11,13 @@ from helpers import FIXTURES, ROOT
 
 
 def test_speed_quick_runs_and_reports_every_section():
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "speed.py"), "--quick"],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "speed.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     out = done.stdout
     for heading in ("### Start-up", "### Library on a meta-built", "### Linearity", "### Scale"):

@@ -10,8 +10,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+from helpers import EXAMPLES, FIXTURES
 from lora_registry.cli import app
-from helpers import EXAMPLES, FIXTURES, apply_peft
 
 runner = CliRunner()
 LLAMA = str(EXAMPLES / "llama-3.1-8b")
@@ -26,8 +26,17 @@ def test_resolve_json_contract():
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     # the foundation's keys, unchanged; "cost" was added with per-role cost and memory
-    assert set(doc) == {"model", "model_type", "plugin", "roles", "target_modules", "target_parameters",
-                        "trainable_parameters", "warnings", "cost"}
+    assert set(doc) == {
+        "model",
+        "model_type",
+        "plugin",
+        "roles",
+        "target_modules",
+        "target_parameters",
+        "trainable_parameters",
+        "warnings",
+        "cost",
+    }
     assert doc["model_type"] == "llama" and doc["plugin"] == "llama"
     assert set(doc["roles"]) == {"attention-q", "attention-v", "ffn-gate", "ffn-up", "ffn-down"}
     assert len(doc["roles"]["attention-q"]) == 32
@@ -38,8 +47,24 @@ def test_resolve_json_contract():
 
 def test_preset_equals_explicit_options():
     preset = json.loads(run("resolve", LLAMA, "--preset", "qv8-ffn4", "-f", "json").stdout)
-    explicit = json.loads(run("resolve", LLAMA, "--roles", "q,v,ffn", "--rank", "8", "--alpha", "16",
-                              "--rank-for", "ffn=4", "--alpha-for", "ffn=8", "-f", "json").stdout)
+    explicit = json.loads(
+        run(
+            "resolve",
+            LLAMA,
+            "--roles",
+            "q,v,ffn",
+            "--rank",
+            "8",
+            "--alpha",
+            "16",
+            "--rank-for",
+            "ffn=4",
+            "--alpha-for",
+            "ffn=8",
+            "-f",
+            "json",
+        ).stdout
+    )
     assert preset == explicit
 
 
@@ -47,8 +72,20 @@ def test_peft_format_loads_in_peft_and_adapts_exactly(tmp_path):
     from peft import LoraConfig
 
     out = tmp_path / "adapter_config.json"
-    result = run("resolve", str(FIXTURES / "qwen3-30b-a3b"), "--preset", "qv8-ffn4", "--roles", "q,v,experts",
-                 "--rank-for", "experts=4", "-f", "peft", "-o", str(out))
+    result = run(
+        "resolve",
+        str(FIXTURES / "qwen3-30b-a3b"),
+        "--preset",
+        "qv8-ffn4",
+        "--roles",
+        "q,v,experts",
+        "--rank-for",
+        "experts=4",
+        "-f",
+        "peft",
+        "-o",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     config = LoraConfig.from_pretrained(str(tmp_path))
     assert config.r == 8 and config.lora_alpha == 16
@@ -83,7 +120,12 @@ def test_inspect_plugins_roles():
     assert {"llama", "mistral", "phi", "generic", "declarative"} <= set(names)
     assert plugins["hookspec_version"] >= 1
     roles = json.loads(run("roles", "--json").stdout)
-    assert "attention-kv-b" in roles["roles"] and roles["aliases"]["ffn"] == ["ffn-gate", "ffn-up", "ffn-down", "ffn-gate-up"]
+    assert "attention-kv-b" in roles["roles"] and roles["aliases"]["ffn"] == [
+        "ffn-gate",
+        "ffn-up",
+        "ffn-down",
+        "ffn-gate-up",
+    ]
 
 
 BAD = [
@@ -136,10 +178,20 @@ def test_output_file_only_when_the_run_succeeds(tmp_path):
 
 def test_real_subprocess():
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    ok = subprocess.run([sys.executable, "-m", "lora_registry", "resolve", LLAMA, "--roles", "q,v", "--format", "json"],
-                        capture_output=True, text=True, env=env, timeout=300)
+    ok = subprocess.run(
+        [sys.executable, "-m", "lora_registry", "resolve", LLAMA, "--roles", "q,v", "--format", "json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["trainable_parameters"] == 32 * (8 * 8192 + 8 * 5120)
-    bad = subprocess.run([sys.executable, "-m", "lora_registry", "resolve", LLAMA, "--roles", "q", "--bogus"],
-                         capture_output=True, text=True, env=env, timeout=300)
+    bad = subprocess.run(
+        [sys.executable, "-m", "lora_registry", "resolve", LLAMA, "--roles", "q", "--bogus"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr

@@ -8,8 +8,8 @@ import pytest
 from transformers import AutoConfig
 from typer.testing import CliRunner
 
-from lora_registry.cli import app
 from helpers import EXAMPLES, FIXTURES
+from lora_registry.cli import app
 
 runner = CliRunner()
 LLAMA = str(EXAMPLES / "llama-3.1-8b")
@@ -56,9 +56,20 @@ def test_compare_fused_model_substitutes_and_extra_presets():
 
 def test_compare_shows_na_with_the_reason(tmp_path):
     # DeepSeek-V3 attention is latent (q_a/q_b, kv_a/kv_b): no q or v to adapt
-    AutoConfig.for_model("deepseek_v3", num_hidden_layers=2, first_k_dense_replace=1, n_routed_experts=4, hidden_size=128,
-                         intermediate_size=256, moe_intermediate_size=32, q_lora_rank=32, kv_lora_rank=16,
-                         num_attention_heads=4, num_key_value_heads=4, vocab_size=100).save_pretrained(tmp_path)
+    AutoConfig.for_model(
+        "deepseek_v3",
+        num_hidden_layers=2,
+        first_k_dense_replace=1,
+        n_routed_experts=4,
+        hidden_size=128,
+        intermediate_size=256,
+        moe_intermediate_size=32,
+        q_lora_rank=32,
+        kv_lora_rank=16,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        vocab_size=100,
+    ).save_pretrained(tmp_path)
     result = run("compare", str(tmp_path), "-f", "json")
     assert result.exit_code == 0, result.output
     rows = {row["choice"]: row for row in json.loads(result.stdout)["choices"]}
@@ -71,17 +82,41 @@ def test_compare_shows_na_with_the_reason(tmp_path):
 def test_resolve_peft_options_reach_the_config_and_the_cost(tmp_path):
     from peft import LoraConfig
 
-    args = ["resolve", str(FIXTURES / "phi-2"), "--roles", "q,v", "--dora", "--rslora", "--bias", "lora_only",
-            "--dropout", "0.05", "--init", "gaussian", "--modules-to-save", "lm-head"]
+    args = [
+        "resolve",
+        str(FIXTURES / "phi-2"),
+        "--roles",
+        "q,v",
+        "--dora",
+        "--rslora",
+        "--bias",
+        "lora_only",
+        "--dropout",
+        "0.05",
+        "--init",
+        "gaussian",
+        "--modules-to-save",
+        "lm-head",
+    ]
     doc = json.loads(run(*args, "-f", "json").stdout)
     cost = doc["cost"]
     assert cost["dora_magnitudes"] == 32 * (2560 + 2560) == cost["biases"]
     assert cost["modules_to_save"] == {"lm_head": 51200 * 2560 + 51200}
-    assert doc["trainable_parameters"] == cost["total"] == sum(cost["lora_by_role"].values()) + 2 * 32 * 5120 + cost["modules_to_save"]["lm_head"]
+    assert (
+        doc["trainable_parameters"]
+        == cost["total"]
+        == sum(cost["lora_by_role"].values()) + 2 * 32 * 5120 + cost["modules_to_save"]["lm_head"]
+    )
     assert run(*args, "-f", "peft", "-o", str(tmp_path / "adapter_config.json")).exit_code == 0
     config = LoraConfig.from_pretrained(str(tmp_path))
-    assert (config.use_dora, config.use_rslora, config.bias, config.lora_dropout, config.init_lora_weights,
-            config.modules_to_save) == (True, True, "lora_only", 0.05, "gaussian", ["lm_head"])
+    assert (
+        config.use_dora,
+        config.use_rslora,
+        config.bias,
+        config.lora_dropout,
+        config.init_lora_weights,
+        config.modules_to_save,
+    ) == (True, True, "lora_only", 0.05, "gaussian", ["lm_head"])
     table = run(*args)
     assert table.exit_code == 0
     assert "DoRA magnitudes" in table.stdout and "modules_to_save" in table.stdout and "fp32" in table.stdout
@@ -124,8 +159,10 @@ def test_user_presets_file(tmp_path, monkeypatch):
     presets.write_text('[presets.mine]\nroles = "q,v,ffn"\nrank = 4\nalpha = 8\nrank_for = { ffn = 2 }\n')
     llama = str(EXAMPLES / "llama-3.1-8b")
     runner = CliRunner()
-    explicit = runner.invoke(app, ["resolve", llama, "--roles", "q,v,ffn", "--rank", "4", "--alpha", "8",
-                                   "--rank-for", "ffn=2", "-f", "json"])
+    explicit = runner.invoke(
+        app,
+        ["resolve", llama, "--roles", "q,v,ffn", "--rank", "4", "--alpha", "8", "--rank-for", "ffn=2", "-f", "json"],
+    )
     by_file = runner.invoke(app, ["resolve", llama, "--presets", str(presets), "--preset", "mine", "-f", "json"])
     assert by_file.exit_code == 0, by_file.stderr
     assert json.loads(by_file.stdout)["trainable_parameters"] == json.loads(explicit.stdout)["trainable_parameters"]

@@ -33,18 +33,31 @@ EXACT = [
     (LLAMA, "q,v", None, {"use_dora": True, "lora_dropout": 0.05}),
     (LLAMA, "q,v", {"v": 4}, {"use_rslora": True, "modules_to_save": ["lm-head"]}),
     (LLAMA, "all", None, {"bias": "all", "modules_to_save": "embed,lm_head", "init_lora_weights": "gaussian"}),
-    (QWEN3_MOE, "q,v,experts,router", {"experts": 4}, {"bias": "all", "use_rslora": True, "modules_to_save": ["lm-head"]}),
+    (
+        QWEN3_MOE,
+        "q,v,experts,router",
+        {"experts": 4},
+        {"bias": "all", "use_rslora": True, "modules_to_save": ["lm-head"]},
+    ),
     (QWEN3_MOE, "q,v,experts", None, {"bias": "lora_only", "init_lora_weights": False}),
     (PHI2, "q,v,ffn", None, {"bias": "all", "modules_to_save": ["lm-head"]}),
     (PHI2, "q,v,ffn", {"ffn": 4}, {"bias": "lora_only", "use_dora": True}),
     (PHI2, "all,embed", None, {"use_dora": True}),
-    (str(FIXTURES / "mixtral-8x7b-v0.1"), "attention,experts,router", None, {"bias": "lora_only", "modules_to_save": ["lm-head"]}),
+    (
+        str(FIXTURES / "mixtral-8x7b-v0.1"),
+        "attention,experts,router",
+        None,
+        {"bias": "lora_only", "modules_to_save": ["lm-head"]},
+    ),
     ("gpt2", "qkv,o,ffn", None, {"use_dora": True, "bias": "lora_only"}),  # transposed Conv1D
 ]
 
 
-@pytest.mark.parametrize("model,roles,ranks,options", EXACT,
-                         ids=[f"{m.rsplit('/', 1)[-1]}-{roles}-{'-'.join(o) or 'plain'}" for m, roles, _, o in EXACT])
+@pytest.mark.parametrize(
+    "model,roles,ranks,options",
+    EXACT,
+    ids=[f"{m.rsplit('/', 1)[-1]}-{roles}-{'-'.join(o) or 'plain'}" for m, roles, _, o in EXACT],
+)
 def test_cost_equals_what_peft_builds(model, roles, ranks, options):
     resolution = lr.resolve(model, roles=roles)
     cost = resolution.cost(8, ranks, **options)
@@ -77,8 +90,12 @@ def test_memory_and_share():
     resolution = lr.resolve(LLAMA, roles="q,v")
     cost = resolution.cost()
     assert cost.share == pytest.approx(cost.total / resolution.model_map.base_parameters)
-    assert cost.memory("fp32") == {"weights": 4 * cost.total, "gradients": 4 * cost.total,
-                                   "adamw_states": 8 * cost.total, "total": 16 * cost.total}
+    assert cost.memory("fp32") == {
+        "weights": 4 * cost.total,
+        "gradients": 4 * cost.total,
+        "adamw_states": 8 * cost.total,
+        "total": 16 * cost.total,
+    }
     assert cost.memory("bf16")["total"] == 8 * cost.total == 8 * 3_407_872
     with pytest.raises(lr.ConfigError, match="precision"):
         cost.memory("fp8")
@@ -89,18 +106,28 @@ def test_memory_and_share():
 
 def _tiny_llama():
     # real (random, tiny) weights: PiSSA/OLoRA/MiCA decompose the base weight, which a meta model has not got
-    config = AutoConfig.for_model("llama", num_hidden_layers=2, hidden_size=64, intermediate_size=128,
-                                  num_attention_heads=4, num_key_value_heads=2, vocab_size=100)
+    config = AutoConfig.for_model(
+        "llama",
+        num_hidden_layers=2,
+        hidden_size=64,
+        intermediate_size=128,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=100,
+    )
     torch.manual_seed(0)
     return AutoModelForCausalLM.from_config(config)
 
 
-@pytest.mark.parametrize("roles,options", [
-    ("q,v,ffn", {"init_lora_weights": "mica"}),
-    ("q,v,embed", {"init_lora_weights": "mica"}),
-    ("q,v", {"init_lora_weights": "pissa_niter_2", "use_dora": True}),
-    ("q,v,embed", {"init_lora_weights": "olora"}),
-])
+@pytest.mark.parametrize(
+    "roles,options",
+    [
+        ("q,v,ffn", {"init_lora_weights": "mica"}),
+        ("q,v,embed", {"init_lora_weights": "mica"}),
+        ("q,v", {"init_lora_weights": "pissa_niter_2", "use_dora": True}),
+        ("q,v,embed", {"init_lora_weights": "olora"}),
+    ],
+)
 def test_weight_based_inits_on_real_weights(roles, options):
     resolution = lr.resolve(_tiny_llama(), roles=roles)
     trainable, _ = peft_trainable(resolution, **options)

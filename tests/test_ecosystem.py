@@ -11,11 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 import lora_registry as lr
+from helpers import EXAMPLES, probe_cli
 from lora_registry.cli import app
 from lora_registry.coverage import peft_check
 from lora_registry.host import get_plugin_manager
 from lora_registry.registry import load_registry, tomllib
-from helpers import EXAMPLES
 
 PACKAGE = EXAMPLES / "lora-registry-tinyformer"
 CONFIG = PACKAGE / "tinyformer-config"
@@ -26,9 +26,21 @@ def installed(tmp_path_factory):
     """pip-install the example plugin package into a temporary folder (not the test venv)."""
     target = tmp_path_factory.mktemp("site")
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target),
-         str(PACKAGE)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(PACKAGE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr
     return target
@@ -45,8 +57,9 @@ def on_path(installed, monkeypatch):
 
 def _cli(installed, *args):
     env = {**os.environ, "PYTHONPATH": str(installed), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "lora_registry", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "lora_registry", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def test_installed_plugin_is_discovered_and_answers_from_the_cli(installed):
@@ -74,9 +87,37 @@ def test_installed_plugin_is_discovered_and_answers_from_the_cli(installed):
     out = json.loads(resolved.stdout)
     assert out["plugin"] == "tinyformer"
     assert set(out["roles"]) == {
-        "attention-q", "attention-k", "attention-v", "attention-o", "ffn-gate", "ffn-up", "ffn-down"}
+        "attention-q",
+        "attention-k",
+        "attention-v",
+        "attention-o",
+        "ffn-gate",
+        "ffn-up",
+        "ffn-down",
+    }
     # preset: attention at r8 (8 layers x 4 x 8 x (512+512)), ffn at r4 (8 x 3 x 4 x (512+1376))
     assert out["trainable_parameters"] == 8 * 4 * 8 * 1024 + 8 * 3 * 4 * (512 + 1376)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("resolve", str(EXAMPLES / "llama-3.1-8b"), "--roles", "q,v"),
+        ("resolve", str(CONFIG), "--preset", "tinyformer-mix8", "--format", "json"),
+        ("inspect", str(CONFIG), "--json"),
+    ],
+)
+def test_an_installed_plugin_keeps_the_fast_path(installed, args):
+    # Installing a plugin must not slow the others down: its classify takes no `model`, so the built-ins'
+    # trees still answer from config.json; and its own tree (lora_registry_module_tree) serves its model.
+    env = {**os.environ, "PYTHONPATH": str(installed), "LORA_REGISTRY_NO_CACHE": "1"}
+    fast = probe_cli(*args, env=env)
+    assert fast.returncode == 0, fast.stderr
+    assert "LOADED=\n" in fast.stderr, fast.stderr
+    slow = probe_cli(*args, "--verify", env=env)
+    assert slow.returncode == 0, slow.stderr
+    assert "fast path verified against the model transformers builds" in slow.stderr
+    assert slow.stdout == fast.stdout
 
 
 def test_without_the_plugin_the_model_type_is_a_clear_error():
@@ -109,6 +150,7 @@ def test_plugin_that_fails_to_build_is_named(on_path):
 
 
 # ----------------------------------------------------------------------------- scaffold
+
 
 @pytest.mark.parametrize("model_type", ["qwen3", "t5", "olmoe", "deepseek_v2"])
 def test_scaffold_entry_reproduces_the_generic_answer(model_type, pm):

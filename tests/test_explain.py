@@ -10,15 +10,22 @@ import typer
 from typer.testing import CliRunner
 
 import lora_registry as lr
+from helpers import EXAMPLES, FIXTURES
 from lora_registry.cli.explain_cmd import explain as explain_command
 from lora_registry.errors import ConfigError
 from lora_registry.explain import explain
-from helpers import EXAMPLES, FIXTURES
 
 LLAMA = str(EXAMPLES / "llama-3.1-8b")
 MIXTRAL = str(FIXTURES / "mixtral-8x7b-v0.1")
-HAND_WRITTEN = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 16, "lora_alpha": 32, "lora_dropout": 0.05,
-                "target_modules": ["q_proj", "v_proj", "query_key_value"], "inference_mode": True}
+HAND_WRITTEN = {
+    "peft_type": "LORA",
+    "task_type": "CAUSAL_LM",
+    "r": 16,
+    "lora_alpha": 32,
+    "lora_dropout": 0.05,
+    "target_modules": ["q_proj", "v_proj", "query_key_value"],
+    "inference_mode": True,
+}
 
 app = typer.Typer()
 app.command("explain")(explain_command)
@@ -35,11 +42,14 @@ def write(tmp_path, data, name="adapter_config.json"):
     return path
 
 
-@pytest.mark.parametrize("model, roles, ranks", [
-    (LLAMA, "q,v,ffn", {"ffn": 4}),
-    (str(FIXTURES / "qwen3-30b-a3b"), "q,v,experts", {"experts": 4}),  # target_parameters and PEFT's MoE rename
-    (str(FIXTURES / "deepseek-v2-lite"), "all", {"ffn": 4}),  # dense FFNs targeted as <module>.weight
-])
+@pytest.mark.parametrize(
+    "model, roles, ranks",
+    [
+        (LLAMA, "q,v,ffn", {"ffn": 4}),
+        (str(FIXTURES / "qwen3-30b-a3b"), "q,v,experts", {"experts": 4}),  # target_parameters and PEFT's MoE rename
+        (str(FIXTURES / "deepseek-v2-lite"), "all", {"ffn": 4}),  # dense FFNs targeted as <module>.weight
+    ],
+)
 def test_own_adapter_config_explains_back_to_its_roles_and_count(tmp_path, model, roles, ranks):
     resolution = lr.resolve(model, roles=roles)
     path = write(tmp_path, resolution.adapter_config(r=8, ranks=ranks))
@@ -125,16 +135,27 @@ def test_moe_rename_reports_the_dense_modules_peft_then_skips():
 
 
 def test_every_kind_of_entry_is_checked():
-    config = {"target_modules": ["q_proj", "v_proj", "embed_tokens"], "exclude_modules": ["v_proj"],
-              "layers_to_transform": [0, 1, 40], "rank_pattern": {"q_proj": 4, "nope": 2},
-              "alpha_pattern": {"q_proj": 8}, "modules_to_save": ["lm_head", "score"], "target_parameters": ["bogus"]}
+    config = {
+        "target_modules": ["q_proj", "v_proj", "embed_tokens"],
+        "exclude_modules": ["v_proj"],
+        "layers_to_transform": [0, 1, 40],
+        "rank_pattern": {"q_proj": 4, "nope": 2},
+        "alpha_pattern": {"q_proj": 8},
+        "modules_to_save": ["lm_head", "score"],
+        "target_parameters": ["bogus"],
+    }
     result = explain(config, LLAMA)
     assert result.error is None
     assert {t.name: t.rank for t in result.targets} == {f"model.layers.{i}.self_attn.q_proj": 4 for i in (0, 1)}
     no_ops = {(e.field, e.entry): e.reason for e in result.no_ops}
-    assert set(no_ops) == {("target_modules", "v_proj"), ("target_modules", "embed_tokens"),
-                           ("target_parameters", "bogus"), ("rank_pattern", "nope"),
-                           ("layers_to_transform", 40), ("modules_to_save", "score")}
+    assert set(no_ops) == {
+        ("target_modules", "v_proj"),
+        ("target_modules", "embed_tokens"),
+        ("target_parameters", "bogus"),
+        ("rank_pattern", "nope"),
+        ("layers_to_transform", 40),
+        ("modules_to_save", "score"),
+    }
     assert "left out by exclude_modules" in no_ops[("target_modules", "v_proj")]
     assert "has layers 0-31" in no_ops[("layers_to_transform", 40)]
     # modules_to_save trains a full copy of lm_head (128256 x 4096) on top of the LoRA weights
@@ -147,10 +168,27 @@ def test_json_shape_is_stable_and_deterministic(tmp_path):
     first, second = run(path, LLAMA, "--json"), run(path, LLAMA, "--json")
     assert first.exit_code == 0 and first.stdout == second.stdout
     doc = json.loads(first.stdout)
-    assert list(doc) == ["adapter_config", "model", "model_type", "plugin", "r", "lora_alpha", "target_modules",
-                         "target_parameters", "error", "roles", "targets", "trainable_parameters", "lora_parameters",
-                         "modules_to_save_parameters", "base_parameters", "share_percent", "entries", "no_ops",
-                         "warnings"]
+    assert list(doc) == [
+        "adapter_config",
+        "model",
+        "model_type",
+        "plugin",
+        "r",
+        "lora_alpha",
+        "target_modules",
+        "target_parameters",
+        "error",
+        "roles",
+        "targets",
+        "trainable_parameters",
+        "lora_parameters",
+        "modules_to_save_parameters",
+        "base_parameters",
+        "share_percent",
+        "entries",
+        "no_ops",
+        "warnings",
+    ]
     assert doc["target_modules"] == ["q_proj", "query_key_value", "v_proj"]
     assert list(doc["roles"]) == ["attention-q", "attention-v"]
     assert list(doc["roles"]["attention-q"]) == ["leaves", "layers", "scopes", "ranks", "trainable_parameters"]
@@ -169,18 +207,21 @@ def test_library_accepts_a_lora_config_and_leaves_a_built_model_alone():
     assert not any(isinstance(m, BaseTunerLayer) for m in model_map.module.modules())
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "no such file"),
-    ("folder", "folder has no adapter_config.json"),
-    ('{"target_modules": ["q_proj"]', "not valid JSON"),
-    ("[1, 2]", "holds a JSON array"),
-    ('{"peft_type": "IA3", "target_modules": ["q_proj"]}', "peft_type is 'IA3'"),
-    ('{"peft_type": "LORA", "r": 8}', "neither target_modules nor target_parameters"),
-    ('{"peft_type": "LORA", "target_modules": [1, 2]}', "target_modules must be"),
-    ('{"target_modules": ["q_proj"], "r": 0}', "r must be a positive whole number"),
-    ('{"target_modules": ["q_proj"], "layers_pattern": "layers"}', "PEFT's LoraConfig rejects it"),
-    ('{"target_modules": "q_proj", "layers_to_transform": [0]}', "PEFT's LoraConfig rejects it"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no such file"),
+        ("folder", "folder has no adapter_config.json"),
+        ('{"target_modules": ["q_proj"]', "not valid JSON"),
+        ("[1, 2]", "holds a JSON array"),
+        ('{"peft_type": "IA3", "target_modules": ["q_proj"]}', "peft_type is 'IA3'"),
+        ('{"peft_type": "LORA", "r": 8}', "neither target_modules nor target_parameters"),
+        ('{"peft_type": "LORA", "target_modules": [1, 2]}', "target_modules must be"),
+        ('{"target_modules": ["q_proj"], "r": 0}', "r must be a positive whole number"),
+        ('{"target_modules": ["q_proj"], "layers_pattern": "layers"}', "PEFT's LoraConfig rejects it"),
+        ('{"target_modules": "q_proj", "layers_to_transform": [0]}', "PEFT's LoraConfig rejects it"),
+    ],
+)
 def test_not_an_adapter_config_exits_2_with_one_line(tmp_path, content, message):
     if content is None:
         path = tmp_path / "missing.json"

@@ -19,46 +19,99 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoConfig
 
 import lora_registry as lr
-from lora_registry.settings import LoraSettings
 from helpers import EXAMPLES, FIXTURES, expected_keys
 from lora_registry import exports
 from lora_registry.errors import ConfigError
+from lora_registry.settings import LoraSettings
 
 LLAMA = EXAMPLES / "llama-3.1-8b"
 MOE = FIXTURES / "qwen3-30b-a3b"  # 3-D experts: target_parameters
 CASES = {  # model, roles, per-role ranks, lora_config options
     "llama": (LLAMA, "q,v,ffn", {"ffn": 4}, {}),
-    "llama-options": (LLAMA, "q,v", None, dict(use_dora=True, use_rslora=True, lora_dropout=0.05, modules_to_save="lm-head")),
+    "llama-options": (
+        LLAMA,
+        "q,v",
+        None,
+        dict(use_dora=True, use_rslora=True, lora_dropout=0.05, modules_to_save="lm-head"),
+    ),
     "moe": (MOE, "all,router", {"experts-down": 2}, {}),
     "vlm": ("llava", "q,v,ffn", {"v": 4}, {}),  # the CLIP tower also has q_proj/v_proj: it must stay untouched
 }
 
 # axolotl 0.19.0, axolotl/utils/schemas/peft.py class LoraConfig: the adapter keys it defines.
 AXOLOTL_KEYS = {
-    "adapter", "lora_r", "lora_alpha", "lora_dropout", "lora_fan_in_fan_out", "lora_target_modules",
-    "lora_target_parameters", "lora_target_linear", "lora_modules_to_save", "lora_rank_pattern",
-    "lora_alpha_pattern", "peft_layers_to_transform", "peft_layers_pattern", "peft_use_dora", "peft_use_rslora",
-    "peft_layer_replication", "peft_init_lora_weights", "peft_trainable_token_indices",
+    "adapter",
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "lora_fan_in_fan_out",
+    "lora_target_modules",
+    "lora_target_parameters",
+    "lora_target_linear",
+    "lora_modules_to_save",
+    "lora_rank_pattern",
+    "lora_alpha_pattern",
+    "peft_layers_to_transform",
+    "peft_layers_pattern",
+    "peft_use_dora",
+    "peft_use_rslora",
+    "peft_layer_replication",
+    "peft_init_lora_weights",
+    "peft_trainable_token_indices",
 }
 # LLaMA-Factory 0.9.5, llamafactory/hparams/finetuning_args.py: LoraArguments fields and finetuning_type.
 LLAMAFACTORY_KEYS = {
-    "finetuning_type", "additional_target", "lora_alpha", "lora_dropout", "lora_rank", "lora_target",
-    "loraplus_lr_ratio", "loraplus_lr_embedding", "use_rslora", "use_dora", "pissa_init", "pissa_iter",
-    "pissa_convert", "create_new_adapter",
+    "finetuning_type",
+    "additional_target",
+    "lora_alpha",
+    "lora_dropout",
+    "lora_rank",
+    "lora_target",
+    "loraplus_lr_ratio",
+    "loraplus_lr_embedding",
+    "use_rslora",
+    "use_dora",
+    "pissa_init",
+    "pissa_iter",
+    "pissa_convert",
+    "create_new_adapter",
 }
 # Unsloth 2026.10.9, unsloth/models/llama.py FastLlamaModel.get_peft_model (FastLanguageModel's); other
 # keywords go on to peft.LoraConfig through **kwargs.
 UNSLOTH_SIGNATURE = {
-    "r", "target_modules", "lora_alpha", "lora_dropout", "bias", "layers_to_transform", "layers_pattern",
-    "finetune_last_n_layers", "use_gradient_checkpointing", "random_state", "max_seq_length", "use_rslora",
-    "modules_to_save", "init_lora_weights", "loftq_config", "temporary_location", "qat_scheme",
-    "target_parameters", "ensure_weight_tying", "offload_layers", "checkpoint_skip_layers",
+    "r",
+    "target_modules",
+    "lora_alpha",
+    "lora_dropout",
+    "bias",
+    "layers_to_transform",
+    "layers_pattern",
+    "finetune_last_n_layers",
+    "use_gradient_checkpointing",
+    "random_state",
+    "max_seq_length",
+    "use_rslora",
+    "modules_to_save",
+    "init_lora_weights",
+    "loftq_config",
+    "temporary_location",
+    "qat_scheme",
+    "target_parameters",
+    "ensure_weight_tying",
+    "offload_layers",
+    "checkpoint_skip_layers",
 }
 # torchtune 0.6.1, torchtune/models/llama3_1/_model_builders.py lora_llama3_1_8b and
 # torchtune/modules/peft/_utils.py LORA_ATTN_MODULES.
 TORCHTUNE_LLAMA_ARGS = {
-    "lora_attn_modules", "apply_lora_to_mlp", "apply_lora_to_output", "lora_rank", "lora_alpha", "lora_dropout",
-    "use_dora", "quantize_base",
+    "lora_attn_modules",
+    "apply_lora_to_mlp",
+    "apply_lora_to_output",
+    "lora_rank",
+    "lora_alpha",
+    "lora_dropout",
+    "use_dora",
+    "quantize_base",
 }
 TORCHTUNE_ATTN = {"q_proj", "k_proj", "v_proj", "output_proj"}
 
@@ -103,16 +156,29 @@ def axolotl_lora_config(cfg):
     """axolotl/loaders/adapter.py: _build_lora_config_kwargs and _build_peft_lora_config."""
     assert not cfg.get("lora_target_linear")  # true would add every linear layer's name
     kwargs = {}
-    for option, field in [("peft_init_lora_weights", "init_lora_weights"), ("peft_use_dora", "use_dora"),
-                          ("peft_use_rslora", "use_rslora"), ("lora_rank_pattern", "rank_pattern"),
-                          ("lora_alpha_pattern", "alpha_pattern")]:
+    for option, field in [
+        ("peft_init_lora_weights", "init_lora_weights"),
+        ("peft_use_dora", "use_dora"),
+        ("peft_use_rslora", "use_rslora"),
+        ("lora_rank_pattern", "rank_pattern"),
+        ("lora_alpha_pattern", "alpha_pattern"),
+    ]:
         if cfg.get(option):
             kwargs[field] = cfg[option]
     return LoraConfig(
-        r=cfg["lora_r"], lora_alpha=cfg["lora_alpha"], target_modules=cfg.get("lora_target_modules") or [],
-        target_parameters=cfg.get("lora_target_parameters") or [], layers_to_transform=None, layers_pattern=None,
-        lora_dropout=cfg["lora_dropout"], fan_in_fan_out=None, modules_to_save=cfg.get("lora_modules_to_save") or None,
-        exclude_modules=None, bias="none", task_type="CAUSAL_LM", **kwargs,
+        r=cfg["lora_r"],
+        lora_alpha=cfg["lora_alpha"],
+        target_modules=cfg.get("lora_target_modules") or [],
+        target_parameters=cfg.get("lora_target_parameters") or [],
+        layers_to_transform=None,
+        layers_pattern=None,
+        lora_dropout=cfg["lora_dropout"],
+        fan_in_fan_out=None,
+        modules_to_save=cfg.get("lora_modules_to_save") or None,
+        exclude_modules=None,
+        bias="none",
+        task_type="CAUSAL_LM",
+        **kwargs,
     )
 
 
@@ -135,11 +201,17 @@ def trainer_site(tmp_path_factory):
     import sys
 
     target = tmp_path_factory.mktemp("trainers")
-    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
-                           *TRAINER_WHEELS], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), *TRAINER_WHEELS],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if done.returncode != 0:
-        pytest.skip(f"could not install {', '.join(TRAINER_WHEELS)} from the package registry: "
-                    f"{done.stderr.strip().splitlines()[-1:]}")
+        pytest.skip(
+            f"could not install {', '.join(TRAINER_WHEELS)} from the package registry: "
+            f"{done.stderr.strip().splitlines()[-1:]}"
+        )
     return target
 
 
@@ -172,21 +244,35 @@ def llamafactory_lora_config(args, model, composite):
     targets = split(args["lora_target"])
     if composite:
         forbidden = ("vision_tower", "multi_modal_projector")
-        targets = [name for name, _ in model.named_modules()
-                   if any(t in name for t in targets) and not any(f in name for f in forbidden)]
+        targets = [
+            name
+            for name, _ in model.named_modules()
+            if any(t in name for t in targets) and not any(f in name for f in forbidden)
+        ]
     rank = args.get("lora_rank", 8)
     return LoraConfig(
-        task_type="CAUSAL_LM", inference_mode=False, r=rank, target_modules=targets,
-        lora_alpha=args.get("lora_alpha") or rank * 2, lora_dropout=args.get("lora_dropout", 0.0),
-        use_rslora=args.get("use_rslora", False), use_dora=args.get("use_dora", False),
+        task_type="CAUSAL_LM",
+        inference_mode=False,
+        r=rank,
+        target_modules=targets,
+        lora_alpha=args.get("lora_alpha") or rank * 2,
+        lora_dropout=args.get("lora_dropout", 0.0),
+        use_rslora=args.get("use_rslora", False),
+        use_dora=args.get("use_dora", False),
         modules_to_save=split(args.get("additional_target")),
     )
 
 
-@pytest.mark.parametrize("case,composite,resolve", [
-    ("llama", False, {}), ("llama-options", False, {}), ("vlm", False, {}), ("vlm", True, {}),
-    ("llama", False, {"last_layers": 2}),  # only full names single out two layers
-])
+@pytest.mark.parametrize(
+    "case,composite,resolve",
+    [
+        ("llama", False, {}),
+        ("llama-options", False, {}),
+        ("vlm", False, {}),
+        ("vlm", True, {}),
+        ("llama", False, {"last_layers": 2}),  # only full names single out two layers
+    ],
+)
 def test_llamafactory_round_trip(case, composite, resolve):
     resolution, plan, counted = resolved(case, per_role=False, **resolve)
     args = reread("llamafactory", exports.llamafactory(plan))
@@ -223,11 +309,28 @@ def test_llamafactory_arguments_parse_the_export(trainers):
 def unsloth_lora_config(kwargs):
     """unsloth/models/llama.py FastLlamaModel.get_peft_model: `arguments = dict(...)`, extra keywords last."""
     kwargs = dict(kwargs)
-    named = {key: kwargs.pop(key) for key in ("r", "lora_alpha", "target_modules", "lora_dropout", "bias",
-                                               "init_lora_weights", "use_rslora", "target_parameters")}
-    return LoraConfig(task_type="CAUSAL_LM", layers_to_transform=None, layers_pattern=None,
-                      loftq_config=kwargs.pop("loftq_config", {}), modules_to_save=kwargs.pop("modules_to_save", None),
-                      **named, **kwargs)
+    named = {
+        key: kwargs.pop(key)
+        for key in (
+            "r",
+            "lora_alpha",
+            "target_modules",
+            "lora_dropout",
+            "bias",
+            "init_lora_weights",
+            "use_rslora",
+            "target_parameters",
+        )
+    }
+    return LoraConfig(
+        task_type="CAUSAL_LM",
+        layers_to_transform=None,
+        layers_pattern=None,
+        loftq_config=kwargs.pop("loftq_config", {}),
+        modules_to_save=kwargs.pop("modules_to_save", None),
+        **named,
+        **kwargs,
+    )
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -255,23 +358,43 @@ def test_torchtune_llama_builder_adapts_the_resolved_modules():
     wanted = {hf.get(m, m) for m in args["lora_attn_modules"]}
     if args["apply_lora_to_mlp"]:
         wanted |= {"gate_proj", "up_proj", "down_proj"}
-    adapted = {n for n in resolution.model_map.all_module_names if n.startswith("model.layers.") and n.rsplit(".", 1)[-1] in wanted}
+    adapted = {
+        n
+        for n in resolution.model_map.all_module_names
+        if n.startswith("model.layers.") and n.rsplit(".", 1)[-1] in wanted
+    }
     if args["apply_lora_to_output"]:
         adapted.add("lm_head")
     assert adapted == {leaf.name for leaf in resolution.leaves}
 
 
 def test_torchtune_builder_follows_size():
-    cfg = AutoConfig.for_model("llama", num_hidden_layers=16, hidden_size=2048, num_attention_heads=32,
-                               num_key_value_heads=8, intermediate_size=8192, vocab_size=128256,
-                               max_position_embeddings=131072, tie_word_embeddings=True)
+    cfg = AutoConfig.for_model(
+        "llama",
+        num_hidden_layers=16,
+        hidden_size=2048,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        intermediate_size=8192,
+        vocab_size=128256,
+        max_position_embeddings=131072,
+        tie_word_embeddings=True,
+    )
     resolution = lr.resolve(cfg, roles="attention")
-    args = exports.torchtune(_plan(resolution, ))["model"]
+    args = exports.torchtune(
+        _plan(
+            resolution,
+        )
+    )["model"]
     assert args["_component_"] == "torchtune.models.llama3_2.lora_llama3_2_1b"
     assert args["lora_attn_modules"] == ["q_proj", "k_proj", "v_proj", "output_proj"]
     with pytest.raises(ConfigError, match="tied"):
         resolution = lr.resolve(cfg, roles="q,lm-head")
-        exports.torchtune(_plan(resolution, ))
+        exports.torchtune(
+            _plan(
+                resolution,
+            )
+        )
 
 
 # --------------------------------------------------------------------------- refusals
@@ -312,13 +435,21 @@ def test_unexpressible_is_refused(trainer, model, roles, kwargs, message):
 def test_torchtune_refuses_a_layer_selection():
     resolution = lr.resolve(str(LLAMA), roles="q,v", last_layers=4)
     with pytest.raises(ConfigError, match="all 32 layers"):
-        exports.torchtune(_plan(resolution, ))
+        exports.torchtune(
+            _plan(
+                resolution,
+            )
+        )
 
 
 def test_llamafactory_refuses_the_vision_tower():
     resolution = lr.resolve("llava", roles="q,v", scope="language,vision")
     with pytest.raises(ConfigError, match="--scope language"):
-        exports.llamafactory(_plan(resolution, ))
+        exports.llamafactory(
+            _plan(
+                resolution,
+            )
+        )
 
 
 def test_render_rejects_unknown_format():

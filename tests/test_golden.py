@@ -40,12 +40,17 @@ def test_golden_layer(path):
     expected = {name: (entry["role"], entry["scope"]) for name, entry in golden["leaves"].items()}
     actual = {
         leaf.name: (model_map.roles.get(leaf.name) or "null", leaf.scope)
-        for leaf in model_map.leaves if leaf.layer == layer
+        for leaf in model_map.leaves
+        if leaf.layer == layer
     }
     missing = sorted(set(expected) - set(actual))
     extra = sorted(set(actual) - set(expected))
-    wrong = [f"{name}: golden {expected[name]}, got {actual[name]}"
-             for name in expected if name in actual and expected[name] != actual[name]]
-    problems = ([f"missing from the model: {n}" for n in missing] + [f"not in the golden file: {n}" for n in extra]
-                + wrong)
+    wrong = [
+        f"{name}: golden {expected[name]}, got {actual[name]}"
+        for name in expected
+        if name in actual and expected[name] != actual[name]
+    ]
+    problems = (
+        [f"missing from the model: {n}" for n in missing] + [f"not in the golden file: {n}" for n in extra] + wrong
+    )
     assert not problems, f"{path.name}: {len(problems)} differences:\n" + "\n".join(problems[:40])

@@ -25,7 +25,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("model,roles,ranks,plugin", CASES, ids=lambda v: getattr(v, "name", None) if hasattr(v, "name") else None)
+@pytest.mark.parametrize(
+    "model,roles,ranks,plugin", CASES, ids=lambda v: getattr(v, "name", None) if hasattr(v, "name") else None
+)
 def test_peft_adapts_exactly_the_resolved_set(model, roles, ranks, plugin):
     resolution = lr.resolve(str(model), roles=roles)
     assert resolution.model_map.plugin == plugin
@@ -50,9 +52,20 @@ def test_per_role_rank_reaches_exactly_its_role():
 def test_dense_ffn_next_to_experts_is_not_rewritten_by_peft():
     # PEFT rewrites target_modules named down_proj on DeepSeek into the experts' down_proj;
     # the emitted config must still adapt the dense and shared-expert FFNs, not the experts.
-    cfg = AutoConfig.for_model("deepseek_v3", num_hidden_layers=4, first_k_dense_replace=2, n_routed_experts=8,
-                               hidden_size=256, intermediate_size=512, moe_intermediate_size=64, q_lora_rank=64,
-                               kv_lora_rank=32, num_attention_heads=4, num_key_value_heads=4, vocab_size=1000)
+    cfg = AutoConfig.for_model(
+        "deepseek_v3",
+        num_hidden_layers=4,
+        first_k_dense_replace=2,
+        n_routed_experts=8,
+        hidden_size=256,
+        intermediate_size=512,
+        moe_intermediate_size=64,
+        q_lora_rank=64,
+        kv_lora_rank=32,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        vocab_size=1000,
+    )
     resolution = lr.resolve(cfg, roles="ffn")
     targeted, trainable, _ = apply_peft(resolution)
     assert targeted == expected_keys(resolution)

@@ -25,11 +25,11 @@ import lora_registry as lr
 from lora_registry.architectures import match_entry
 from lora_registry.errors import ConfigError, LoraRegistryError, RegistryError, RoleError
 from lora_registry.inspection import Leaf
+from lora_registry.peft_compat import lora_parameters
+from lora_registry.peft_compat import matches_target_modules as matches_list
 from lora_registry.registry import load_registry
 from lora_registry.resolution import parse_layers
 from lora_registry.roles import expand
-from lora_registry.peft_compat import lora_parameters
-from lora_registry.peft_compat import matches_target_modules as matches_list
 from test_robustness import TINY, cli, write_config
 
 REGISTRY = load_registry()
@@ -38,20 +38,46 @@ NAMES = list(REGISTRY.roles) + list(REGISTRY.aliases)
 
 def fixed(n: int):
     """The same ``n`` cases on every run and machine."""
-    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.filter_too_much])
+    return settings(
+        max_examples=n,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    )
 
 
 CONFIGS = {
     "llama": TINY,  # separate q/k/v/o and gate/up/down
-    "phi3": {**TINY, "model_type": "phi3", "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2},  # fused qkv, gate_up
+    "phi3": {
+        **TINY,
+        "model_type": "phi3",
+        "pad_token_id": 0,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+    },  # fused qkv, gate_up
     # 3-D experts as target_parameters; PEFT renames the router module "gate", so it moves to target_parameters
     "mixtral": {**TINY, "model_type": "mixtral", "num_local_experts": 4, "num_experts_per_tok": 2},
-    "t5": {"model_type": "t5", "num_layers": 2, "num_decoder_layers": 1, "d_model": 64, "d_ff": 128,  # two stacks
-           "num_heads": 4, "d_kv": 16, "vocab_size": 128},
-    "gpt2": {"model_type": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 4, "vocab_size": 128,  # Conv1D, declarative
-             "n_positions": 64, "bos_token_id": 0, "eos_token_id": 0},
+    "t5": {
+        "model_type": "t5",
+        "num_layers": 2,
+        "num_decoder_layers": 1,
+        "d_model": 64,
+        "d_ff": 128,  # two stacks
+        "num_heads": 4,
+        "d_kv": 16,
+        "vocab_size": 128,
+    },
+    "gpt2": {
+        "model_type": "gpt2",
+        "n_layer": 2,
+        "n_embd": 64,
+        "n_head": 4,
+        "vocab_size": 128,  # Conv1D, declarative
+        "n_positions": 64,
+        "bos_token_id": 0,
+        "eos_token_id": 0,
+    },
 }
 
 
@@ -103,12 +129,20 @@ def layer_spec(draw):
     return draw(st.text(alphabet="0123456789-, x.", max_size=8)), None
 
 
-number = st.one_of(st.integers(1, 32), st.integers(1, 32), st.integers(-2, 0), st.floats(allow_nan=True),
-                   st.booleans(), st.text(max_size=2), st.none())
+number = st.one_of(
+    st.integers(1, 32),
+    st.integers(1, 32),
+    st.integers(-2, 0),
+    st.floats(allow_nan=True),
+    st.booleans(),
+    st.text(max_size=2),
+    st.none(),
+)
 overrides = st.dictionaries(st.one_of(known, known.map(str.upper), junk, st.integers()), number, max_size=3)
 
 
 # ----------------------------------------------------------------------------- PEFT's reading of a config
+
 
 def peft_value(pattern: dict, key: str, default):
     """The value PEFT 0.21 gives ``key`` from a rank/alpha pattern (``peft.utils.other.get_pattern_key``)."""
@@ -171,6 +205,7 @@ def check_exact(resolution, config, r, alpha, ranks, alphas):
 
 # ----------------------------------------------------------------------------- library properties
 
+
 def usable_names(model_map) -> list[str]:
     """Roles and aliases that name at least one language leaf of the model (directly or fused)."""
     present = set(model_map.present_roles())
@@ -209,8 +244,17 @@ def sensible_request(draw, model_map):
     alpha = draw(st.one_of(st.none(), st.integers(1, 64), st.floats(0.5, 64)))
     ranks = draw(st.dictionaries(st.sampled_from(tokens), st.integers(1, 16), max_size=2))
     alphas = draw(st.dictionaries(st.sampled_from(tokens), st.floats(0.5, 64), max_size=2))
-    return dict(roles=roles, layers=layers, last=last, wanted=wanted, r=r, alpha=alpha, ranks=ranks, alphas=alphas,
-                strict=draw(st.sampled_from([False, False, False, True])))
+    return dict(
+        roles=roles,
+        layers=layers,
+        last=last,
+        wanted=wanted,
+        r=r,
+        alpha=alpha,
+        ranks=ranks,
+        alphas=alphas,
+        strict=draw(st.sampled_from([False, False, False, True])),
+    )
 
 
 @st.composite
@@ -219,10 +263,17 @@ def messy_request(draw):
     spec, wanted = draw(layer_spec())
     if draw(st.booleans()):
         spec, wanted = None, None
-    return dict(roles=draw(role_spec), layers=spec, wanted=wanted,
-                last=draw(st.one_of(st.none(), st.none(), st.integers(-1, 3), st.booleans())),
-                r=draw(number), alpha=draw(st.one_of(st.none(), number)), ranks=draw(st.one_of(st.none(), overrides)),
-                alphas=draw(st.one_of(st.none(), overrides)), strict=draw(st.booleans()))
+    return dict(
+        roles=draw(role_spec),
+        layers=spec,
+        wanted=wanted,
+        last=draw(st.one_of(st.none(), st.none(), st.integers(-1, 3), st.booleans())),
+        r=draw(number),
+        alpha=draw(st.one_of(st.none(), number)),
+        ranks=draw(st.one_of(st.none(), overrides)),
+        alphas=draw(st.one_of(st.none(), overrides)),
+        strict=draw(st.booleans()),
+    )
 
 
 @fixed(1500)
@@ -258,15 +309,23 @@ def test_role_specs_expand_to_the_union_of_their_parts(spec):
         roles = expand(spec, REGISTRY)
     except RoleError as exc:
         assert "\n" not in str(exc)
-        items = [p.strip().lower() for item in ([spec] if isinstance(spec, str) else spec)
-                 for p in str(item).split(",") if p.strip()]
+        items = [
+            p.strip().lower()
+            for item in ([spec] if isinstance(spec, str) else spec)
+            for p in str(item).split(",")
+            if p.strip()
+        ]
         unknown = [i for i in items if i not in REGISTRY.roles and i not in REGISTRY.aliases]
         assert unknown or not items, str(exc)
         if unknown:
             assert repr(unknown[0]) in str(exc)
         return
-    items = [p.strip().lower() for item in ([spec] if isinstance(spec, str) else spec)
-             for p in str(item).split(",") if p.strip()]
+    items = [
+        p.strip().lower()
+        for item in ([spec] if isinstance(spec, str) else spec)
+        for p in str(item).split(",")
+        if p.strip()
+    ]
     union = {role for i in items for role in ((i,) if i in REGISTRY.roles else REGISTRY.aliases[i])}
     assert roles == [role for role in REGISTRY.roles if role in union]
 
@@ -287,8 +346,10 @@ def test_layer_specs_parse_to_their_ranges_or_a_config_error(layers):
 
 # ----------------------------------------------------------------------------- the command line
 
-numeral = st.one_of(st.integers(-2, 40).map(str),
-                    st.sampled_from(["nan", "inf", "-inf", "1e400", "0.5", "x", "", " 4", "0x10", "1_0", "٣"]))
+numeral = st.one_of(
+    st.integers(-2, 40).map(str),
+    st.sampled_from(["nan", "inf", "-inf", "1e400", "0.5", "x", "", " 4", "0x10", "1_0", "٣"]),
+)
 option = st.one_of(
     st.tuples(st.just("--roles"), st.lists(role_token, max_size=4).map(",".join)),
     st.tuples(st.just("--rank"), numeral),
@@ -324,8 +385,13 @@ def sensible_options(draw, model_map):
 
 
 @fixed(400)
-@given(data=st.data(), model=st.sampled_from(sorted(CONFIGS)), sensible=st.booleans(),
-       output=st.sampled_from([None, "new", "existing"]), force=st.booleans())
+@given(
+    data=st.data(),
+    model=st.sampled_from(sorted(CONFIGS)),
+    sensible=st.booleans(),
+    output=st.sampled_from([None, "new", "existing"]),
+    force=st.booleans(),
+)
 def test_cli_exits_0_or_2_with_one_line(folders, maps, tmp_path_factory, data, model, sensible, output, force):
     options = data.draw(sensible_options(maps[model]) if sensible else st.lists(option, max_size=5))
     args = ["resolve", folders[model], *[part for item in options for part in item]]
@@ -355,24 +421,97 @@ def test_cli_exits_0_or_2_with_one_line(folders, maps, tmp_path_factory, data, m
 
 # ----------------------------------------------------------------------------- mutated config.json
 
-EXTRA_FIELDS = ["architectures", "rope_theta", "hidden_act", "tie_word_embeddings", "max_position_embeddings",
-                "rms_norm_eps", "head_dim", "num_experts_per_tok", "rope_scaling", "torch_dtype", "attention_bias",
-                "text_config", "layer_types", "pad_token_id", "auto_map", "use_sliding_window", "multi_query",
-                "parallel_attn", "num_ln_in_parallel_attn", "bias", "n_inner", "add_cross_attention"]
+EXTRA_FIELDS = [
+    "architectures",
+    "rope_theta",
+    "hidden_act",
+    "tie_word_embeddings",
+    "max_position_embeddings",
+    "rms_norm_eps",
+    "head_dim",
+    "num_experts_per_tok",
+    "rope_scaling",
+    "torch_dtype",
+    "attention_bias",
+    "text_config",
+    "layer_types",
+    "pad_token_id",
+    "auto_map",
+    "use_sliding_window",
+    "multi_query",
+    "parallel_attn",
+    "num_ln_in_parallel_attn",
+    "bias",
+    "n_inner",
+    "add_cross_attention",
+]
 # the fast path's families beyond CONFIGS: Falcon's new decoder (grouped fused qkv) and Qwen2 (q/k/v biases)
-MUTATED = {**CONFIGS,
-           "falcon": {"model_type": "falcon", "num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4,
-                      "vocab_size": 128, "new_decoder_architecture": True, "num_kv_heads": 2},
-           "qwen2": {**TINY, "model_type": "qwen2"}}
+MUTATED = {
+    **CONFIGS,
+    "falcon": {
+        "model_type": "falcon",
+        "num_hidden_layers": 2,
+        "hidden_size": 64,
+        "num_attention_heads": 4,
+        "vocab_size": 128,
+        "new_decoder_architecture": True,
+        "num_kv_heads": 2,
+    },
+    "qwen2": {**TINY, "model_type": "qwen2"},
+}
 wrong = st.one_of(
-    st.sampled_from([-1, 0, -(2**31), 2**31, 2**63, 10**30, 1.5, -0.5, 1e308, True, False, None, "", "many", "64",
-                     [], [1], [2, "x"], {}, {"a": 1}]),
+    st.sampled_from(
+        [
+            -1,
+            0,
+            -(2**31),
+            2**31,
+            2**63,
+            10**30,
+            1.5,
+            -0.5,
+            1e308,
+            True,
+            False,
+            None,
+            "",
+            "many",
+            "64",
+            [],
+            [1],
+            [2, "x"],
+            {},
+            {"a": 1},
+        ]
+    ),
     st.integers(-4, 4),
     st.text(max_size=4),
 )
 # values a real config could hold: some combinations still fail (heads that do not divide the width)
-plausible = st.sampled_from([1, 2, 4, 8, 16, 32, 64, 128, 256, 1e-6, 0.5, 10000.0, True, False, "silu", "gelu",
-                             "bfloat16", "float32", ["LlamaForCausalLM"], ["MixtralForCausalLM"]])
+plausible = st.sampled_from(
+    [
+        1,
+        2,
+        4,
+        8,
+        16,
+        32,
+        64,
+        128,
+        256,
+        1e-6,
+        0.5,
+        10000.0,
+        True,
+        False,
+        "silu",
+        "gelu",
+        "bfloat16",
+        "float32",
+        ["LlamaForCausalLM"],
+        ["MixtralForCausalLM"],
+    ]
+)
 
 
 @st.composite
@@ -417,25 +556,49 @@ def test_mutated_configs_exit_0_or_2_with_one_line(tmp_path_factory, case, comma
 # ----------------------------------------------------------------------------- registry fragments
 
 VALID_FRAGMENT = {
-    "presets": {"p": {"description": "d", "roles": "q,ffn", "rank": 8, "alpha": 16,
-                      "rank_for": {"ffn": 4}, "alpha_for": {"q": 2}}},
-    "architectures": {"acme": {"plugin": "acme", "layers": ["model.layers"],
-                               "layer_roles": {"attention-q": "self_attn.q_proj", "experts-down": ["experts.*.w2"]},
-                               "model_roles": {"embed": "model.embed_tokens"}}},
+    "presets": {
+        "p": {
+            "description": "d",
+            "roles": "q,ffn",
+            "rank": 8,
+            "alpha": 16,
+            "rank_for": {"ffn": 4},
+            "alpha_for": {"q": 2},
+        }
+    },
+    "architectures": {
+        "acme": {
+            "plugin": "acme",
+            "layers": ["model.layers"],
+            "layer_roles": {"attention-q": "self_attn.q_proj", "experts-down": ["experts.*.w2"]},
+            "model_roles": {"embed": "model.embed_tokens"},
+        }
+    },
 }
 anything = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=True), st.text(max_size=4),
-              st.sampled_from(NAMES)),
-    lambda children: st.one_of(st.lists(children, max_size=3),
-                               st.dictionaries(st.one_of(st.text(max_size=4), st.sampled_from(NAMES)), children,
-                                               max_size=3)),
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-3, 3),
+        st.floats(allow_nan=True),
+        st.text(max_size=4),
+        st.sampled_from(NAMES),
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(st.one_of(st.text(max_size=4), st.sampled_from(NAMES)), children, max_size=3),
+    ),
     max_leaves=6,
 )
 
 
 # values of the right shape somewhere in a fragment (a role, a name, a rank, a list of names)
-plausible_entry = st.one_of(st.sampled_from(list(REGISTRY.roles)), st.sampled_from(["q,v", "ffn", "model.layers",
-                            "mlp.experts.*.w1"]), st.integers(1, 16), st.lists(st.sampled_from(["a.b", "c_*"]), min_size=1))
+plausible_entry = st.one_of(
+    st.sampled_from(list(REGISTRY.roles)),
+    st.sampled_from(["q,v", "ffn", "model.layers", "mlp.experts.*.w1"]),
+    st.integers(1, 16),
+    st.lists(st.sampled_from(["a.b", "c_*"]), min_size=1),
+)
 
 
 def _paths(value, prefix=()):
@@ -495,6 +658,7 @@ def test_registry_fragments_validate_or_name_source_and_key(fragment):
 
 # ----------------------------------------------------------------------------- declarative name globs
 
+
 def glob_matches(glob: str, name: str) -> bool:
     """The documented rule, independently of regexes: ``*`` is one or more digits, everything else literal."""
     parts = glob.split("*")
@@ -523,19 +687,22 @@ def glob_and_name(draw):
     glob = draw(glob_text)
     kind = draw(st.sampled_from(["instance", "mutant", "free"]))
     if kind == "instance":  # every * replaced by a number
-        name = "".join(part + (draw(st.integers(0, 999)).__str__() if i < glob.count("*") else "")
-                       for i, part in enumerate(glob.split("*")))
+        name = "".join(
+            part + (draw(st.integers(0, 999)).__str__() if i < glob.count("*") else "")
+            for i, part in enumerate(glob.split("*"))
+        )
     elif kind == "mutant":
         position = draw(st.integers(0, len(glob)))
-        name = glob[:position] + draw(st.sampled_from(list("a.*0(+"))) + glob[position + 1:]
+        name = glob[:position] + draw(st.sampled_from(list("a.*0(+"))) + glob[position + 1 :]
     else:
         name = draw(glob_text)
     return glob, name
 
 
 def _leaf(name: str) -> Leaf:
-    return Leaf(name=name, kind="module", lora_type="linear", shape=(4, 4), layer=0, scope="language",
-                module_class="Linear")
+    return Leaf(
+        name=name, kind="module", lora_type="linear", shape=(4, 4), layer=0, scope="language", module_class="Linear"
+    )
 
 
 @fixed(500)

@@ -9,11 +9,26 @@ from lora_registry.registry import load_registry, parse_registry
 from lora_registry.roles import expand
 
 PUBLIC_ROLES = [
-    "attention-q", "attention-k", "attention-v", "attention-o", "attention-qkv",
-    "attention-q-a", "attention-q-b", "attention-kv-a", "attention-kv-b",
-    "ffn-gate", "ffn-up", "ffn-down", "ffn-gate-up",
-    "experts-gate", "experts-up", "experts-down", "experts-gate-up",
-    "router", "embed", "lm-head",
+    "attention-q",
+    "attention-k",
+    "attention-v",
+    "attention-o",
+    "attention-qkv",
+    "attention-q-a",
+    "attention-q-b",
+    "attention-kv-a",
+    "attention-kv-b",
+    "ffn-gate",
+    "ffn-up",
+    "ffn-down",
+    "ffn-gate-up",
+    "experts-gate",
+    "experts-up",
+    "experts-down",
+    "experts-gate-up",
+    "router",
+    "embed",
+    "lm-head",
 ]
 
 
@@ -21,7 +36,15 @@ def test_vocabulary_is_exactly_the_public_contract():
     registry = load_registry()
     assert list(registry.roles) == PUBLIC_ROLES
     assert expand("q,k,v,o,qkv,gate,up,down", registry) == [
-        "attention-q", "attention-k", "attention-v", "attention-o", "attention-qkv", "ffn-gate", "ffn-up", "ffn-down"]
+        "attention-q",
+        "attention-k",
+        "attention-v",
+        "attention-o",
+        "attention-qkv",
+        "ffn-gate",
+        "ffn-up",
+        "ffn-down",
+    ]
     assert expand("all", registry) == [r for r in PUBLIC_ROLES if r not in ("router", "embed", "lm-head")]
     assert expand("attention", registry) == PUBLIC_ROLES[:9]
     assert expand("experts", registry) == PUBLIC_ROLES[13:17]
@@ -33,13 +56,22 @@ def test_founding_preset():
     assert {"qv8", "qv8-ffn4", "attention16", "all16"} <= set(load_registry().presets)
 
 
-@pytest.mark.parametrize("doc,where", [
-    ({"roles": {"attention-q": "q"}, "aliases": {"q": ["attention-z"]}}, "aliases.q"),
-    ({"roles": {"attention-q": "q"}, "presets": {"p": {"roles": "q", "rank": "8", "alpha": 1}}}, "presets.p.rank"),
-    ({"roles": {"attention-q": "q"}, "architectures": {"x": {"layer_roles": {"attention-q": "a"}}}}, "architectures.x"),
-    ({"roles": {"attention-q": "q"}, "architectures": {"x": {"layers": "m", "layer_roles": {"nope": "a"}}}}, "nope"),
-    ({"roles": {"attention-q": "q"}, "scopes": {"video": ["v"]}}, "scopes.video"),
-])
+@pytest.mark.parametrize(
+    "doc,where",
+    [
+        ({"roles": {"attention-q": "q"}, "aliases": {"q": ["attention-z"]}}, "aliases.q"),
+        ({"roles": {"attention-q": "q"}, "presets": {"p": {"roles": "q", "rank": "8", "alpha": 1}}}, "presets.p.rank"),
+        (
+            {"roles": {"attention-q": "q"}, "architectures": {"x": {"layer_roles": {"attention-q": "a"}}}},
+            "architectures.x",
+        ),
+        (
+            {"roles": {"attention-q": "q"}, "architectures": {"x": {"layers": "m", "layer_roles": {"nope": "a"}}}},
+            "nope",
+        ),
+        ({"roles": {"attention-q": "q"}, "scopes": {"video": ["v"]}}, "scopes.video"),
+    ],
+)
 def test_bad_registry_names_file_and_key(doc, where):
     with pytest.raises(RegistryError) as info:
         parse_registry(doc, "my.toml")

@@ -19,8 +19,14 @@ def test_model_map_shape_and_roles():
     assert set(d) == {"model", "model_type", "plugin", "modules"}
     assert d["model_type"] == "llama" and d["plugin"] == "llama"
     q = next(e for e in d["modules"] if e["name"] == "model.layers.0.self_attn.q_proj")
-    assert q == {"name": "model.layers.0.self_attn.q_proj", "role": "attention-q", "kind": "module",
-                 "shape": [4096, 4096], "layer": 0, "scope": "language"}
+    assert q == {
+        "name": "model.layers.0.self_attn.q_proj",
+        "role": "attention-q",
+        "kind": "module",
+        "shape": [4096, 4096],
+        "layer": 0,
+        "scope": "language",
+    }
     k = next(e for e in d["modules"] if e["name"] == "model.layers.31.self_attn.k_proj")
     assert k["shape"] == [1024, 4096] and k["layer"] == 31  # GQA: 8 kv heads x 128
     head = next(e for e in d["modules"] if e["name"] == "lm_head")
@@ -95,7 +101,7 @@ def test_peft_wrapped_module_maps_onto_the_same_names():
     _, _, peft_model = apply_peft(r)
     again = lr.inspect(peft_model)
     fresh = lr.inspect(str(EXAMPLES / "mistral-7b-v0.3"))
-    assert [(l.name, l.shape) for l in again.leaves] == [(l.name, l.shape) for l in fresh.leaves]
+    assert [(f.name, f.shape) for f in again.leaves] == [(f.name, f.shape) for f in fresh.leaves]
     assert again.roles == fresh.roles
 
 
@@ -114,15 +120,18 @@ def test_remote_code_needs_the_flag(tmp_path):
         lr.inspect(str(tmp_path))
 
 
-@pytest.mark.parametrize("text,message", [
-    ("{not json", "malformed JSON"),
-    ("[1, 2]", "JSON object"),
-    ('{"hidden_size": 8}', "no model_type"),
-    ('{"model_type": "no_such_type"}', "unknown model_type"),
-    ('{"model_type": "llama", "num_hidden_layers": "many"}', "num_hidden_layers must be a positive whole number"),
-    ('{"model_type": "llama", "num_hidden_layers": -2}', "num_hidden_layers must be a positive whole number"),
-    ('{"model_type": "llama", "hidden_size": 100, "num_attention_heads": 3}', "invalid llama config"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("{not json", "malformed JSON"),
+        ("[1, 2]", "JSON object"),
+        ('{"hidden_size": 8}', "no model_type"),
+        ('{"model_type": "no_such_type"}', "unknown model_type"),
+        ('{"model_type": "llama", "num_hidden_layers": "many"}', "num_hidden_layers must be a positive whole number"),
+        ('{"model_type": "llama", "num_hidden_layers": -2}', "num_hidden_layers must be a positive whole number"),
+        ('{"model_type": "llama", "hidden_size": 100, "num_attention_heads": 3}', "invalid llama config"),
+    ],
+)
 def test_bad_configs_raise_model_load_error(tmp_path, text, message):
     (tmp_path / "config.json").write_text(text)
     with pytest.raises(lr.ModelLoadError, match=message):
@@ -171,11 +180,18 @@ def test_cached_hub_id_is_read_from_the_cache(monkeypatch, tmp_path):
     assert r.model_map.model == "meta-llama/Llama-3.1-8B" and r.model_map.plugin == "llama"
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"r": 0}, "rank"), ({"r": -3}, "rank"), ({"r": 2.5}, "rank"), ({"lora_alpha": 0}, "alpha"),
-    ({"ranks": {"ffn": 0}}, "rank for ffn"), ({"ranks": {"experts": 4}}, "not among the resolved roles"),
-    ({"ranks": {"nonsense": 4}}, "unknown role"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"r": 0}, "rank"),
+        ({"r": -3}, "rank"),
+        ({"r": 2.5}, "rank"),
+        ({"lora_alpha": 0}, "alpha"),
+        ({"ranks": {"ffn": 0}}, "rank for ffn"),
+        ({"ranks": {"experts": 4}}, "not among the resolved roles"),
+        ({"ranks": {"nonsense": 4}}, "unknown role"),
+    ],
+)
 def test_bad_lora_settings(kwargs, message):
     r = lr.resolve("mistral", roles="q,v,ffn")
     with pytest.raises(lr.LoraRegistryError, match=message):

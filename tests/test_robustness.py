@@ -27,14 +27,20 @@ from lora_registry import hookimpl
 from lora_registry.architectures import match_entry
 from lora_registry.cli import common, main
 from lora_registry.errors import RegistryError
-from lora_registry.inspection import Leaf
 from lora_registry.host import get_plugin_manager
+from lora_registry.inspection import Leaf
 from lora_registry.registry import builtin_registry_path, load_registry, parse_registry, tomllib
 
-
 #: a tiny Llama: 2 layers of width 64, built in milliseconds
-TINY = {"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128,
-        "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 128}
+TINY = {
+    "model_type": "llama",
+    "num_hidden_layers": 2,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": 128,
+}
 #: a tiny Phi-3: q, k and v exist only fused (qkv_proj); its default eos id (32000) lies outside this vocabulary
 TINY_PHI3 = {**TINY, "model_type": "phi3", "pad_token_id": 0}
 
@@ -101,7 +107,16 @@ def tiny_map(models):
 def subprocess_env(**extra: str | None) -> dict[str, str]:
     """This process's environment (PYTHONPATH included) without HF settings or proxies, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
-    for key in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy", "NO_PROXY", "no_proxy"):
+    for key in (
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ):
         env.pop(key, None)
     for key, value in extra.items():
         if value is None:
@@ -113,8 +128,16 @@ def subprocess_env(**extra: str | None) -> dict[str, str]:
 
 def run_subprocesses(*runs, timeout=300) -> list[Run]:
     """``python -m lora_registry ARGS`` for each ``(args, env)``, side by side (each costs seconds of imports)."""
-    procs = [subprocess.Popen([sys.executable, "-m", "lora_registry", *map(str, args)], env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for args, env in runs]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "lora_registry", *map(str, args)],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for args, env in runs
+    ]
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=timeout)
@@ -136,26 +159,45 @@ CONFIG_CASES = [
     ("no model_type", {k: v for k, v in TINY.items() if k != "model_type"}, "has no model_type"),
     ("model_type not a string", {**TINY, "model_type": 5}, "model_type must be a non-empty string, not 5"),
     ("unknown model_type", {**TINY, "model_type": "acme_nonesuch"}, "unknown model_type 'acme_nonesuch'"),
-    ("layers: many", {**TINY, "num_hidden_layers": "many"}, "num_hidden_layers must be a positive whole number, not 'many'"),
+    (
+        "layers: many",
+        {**TINY, "num_hidden_layers": "many"},
+        "num_hidden_layers must be a positive whole number, not 'many'",
+    ),
     ("layers: -1", {**TINY, "num_hidden_layers": -1}, "num_hidden_layers must be a positive whole number, not -1"),
     ("layers: 0", {**TINY, "num_hidden_layers": 0}, "num_hidden_layers must be a positive whole number"),
     ("layers: 2.5", {**TINY, "num_hidden_layers": 2.5}, "num_hidden_layers must be a positive whole number, not 2.5"),
-    ("layers: true", {**TINY, "num_hidden_layers": True}, "num_hidden_layers must be a positive whole number, not True"),
+    (
+        "layers: true",
+        {**TINY, "num_hidden_layers": True},
+        "num_hidden_layers must be a positive whole number, not True",
+    ),
     ("hidden: -64", {**TINY, "hidden_size": -64}, "hidden_size must be a positive whole number, not -64"),
     ("heads: a string", {**TINY, "num_attention_heads": "4"}, "num_attention_heads must be a positive whole number"),
     # a billion layers would be built one by one (hours); refused at once
     ("layers: a billion", {**TINY, "num_hidden_layers": 10**9}, "num_hidden_layers is 1000000000, more than 10,000"),
     ("experts: 2**40", {**TINY, "model_type": "mixtral", "num_local_experts": 2**40}, "num_local_experts is"),
     # a string would be read letter by letter
-    ("architectures: a string", {**TINY, "architectures": "LlamaForCausalLM"}, "architectures must be a list of class names"),
+    (
+        "architectures: a string",
+        {**TINY, "architectures": "LlamaForCausalLM"},
+        "architectures must be a list of class names",
+    ),
     ("heads do not divide width", {**TINY, "num_attention_heads": 3}, "invalid llama config"),
     ("hidden_act unknown", {**TINY, "hidden_act": "nonesuch"}, "cannot build the model from this config"),
     ("vocab beyond int64", {**TINY, "vocab_size": 10**30}, "cannot build the model from this config"),
     ("tensor beyond int64", {**TINY, "hidden_size": 10**12}, "cannot build the model from this config"),
-    ("NaN layers", '{"model_type": "llama", "num_hidden_layers": NaN}', "num_hidden_layers must be a positive whole number, not nan"),
+    (
+        "NaN layers",
+        '{"model_type": "llama", "num_hidden_layers": NaN}',
+        "num_hidden_layers must be a positive whole number, not nan",
+    ),
     # sub-configs size the towers of a composite model: a negative text stack used to build an empty model
-    ("nested layers: -1", {"model_type": "llava", "text_config": {**TINY, "num_hidden_layers": -1}},
-     "text_config.num_hidden_layers must be a positive whole number, not -1"),
+    (
+        "nested layers: -1",
+        {"model_type": "llava", "text_config": {**TINY, "num_hidden_layers": -1}},
+        "text_config.num_hidden_layers must be a positive whole number, not -1",
+    ),
 ]
 
 
@@ -177,7 +219,10 @@ def option_cases(models):
         # unknown roles and aliases, roles the model lacks
         (["resolve", tiny, "--roles", "Q, attention-z"], "unknown role or alias 'attention-z'"),
         (["resolve", tiny, "--roles", "q", "--rank-for", "zz=4"], "unknown role or alias 'zz'"),
-        (["resolve", tiny, "--roles", "q", "--alpha-for", "ffn=4"], "alpha given for ffn, which is not among the resolved roles"),
+        (
+            ["resolve", tiny, "--roles", "q", "--alpha-for", "ffn=4"],
+            "alpha given for ffn, which is not among the resolved roles",
+        ),
         (["resolve", tiny, "--roles", "qkv"], "matches nothing"),
         (["resolve", tiny, "--roles", "router"], "role 'router' matches nothing"),
         (["resolve", phi3, "--roles", "q", "--strict"], "attention-q exists only fused into attention-qkv"),
@@ -263,7 +308,9 @@ def test_transformers_log_lines_do_not_break_the_one_line_contract(tmp_path):
 @pytest.mark.parametrize("command", ["resolve", "scaffold"])
 def test_output_folder_missing_or_file_existing(tmp_path, models, command):
     extra = ["--roles", "q"] if command == "resolve" else []
-    assert_one_line_error(cli(command, models["tiny"], *extra, "-o", tmp_path / "no" / "x"), "output folder", "does not exist")
+    assert_one_line_error(
+        cli(command, models["tiny"], *extra, "-o", tmp_path / "no" / "x"), "output folder", "does not exist"
+    )
     existing = tmp_path / "x"
     existing.write_text("mine")
     assert_one_line_error(cli(command, models["tiny"], *extra, "-o", existing), "exists; pass --force")
@@ -272,17 +319,26 @@ def test_output_folder_missing_or_file_existing(tmp_path, models, command):
 
 
 WRONG_TYPES = [
-    ("resolve", {"layers": 5}), ("resolve", {"layers": 2.5}), ("resolve", {"layers": b"01"}),
-    ("resolve", {"scope": 5}), ("resolve", {"scope": None}), ("resolve", {"roles": None}),
+    ("resolve", {"layers": 5}),
+    ("resolve", {"layers": 2.5}),
+    ("resolve", {"layers": b"01"}),
+    ("resolve", {"scope": 5}),
+    ("resolve", {"scope": None}),
+    ("resolve", {"roles": None}),
     ("resolve", {"last_layers": "2"}),
-    ("lora_config", {"ranks": "ffn=4"}), ("lora_config", {"ranks": [("ffn", 4)]}), ("lora_config", {"alphas": "x"}),
-    ("lora_config", {"r": "8"}), ("lora_config", {"lora_alpha": "16"}), ("lora_config", {"modules_to_save": 5}),
+    ("lora_config", {"ranks": "ffn=4"}),
+    ("lora_config", {"ranks": [("ffn", 4)]}),
+    ("lora_config", {"alphas": "x"}),
+    ("lora_config", {"r": "8"}),
+    ("lora_config", {"lora_alpha": "16"}),
+    ("lora_config", {"modules_to_save": 5}),
     ("trainable_parameters", {"ranks": "ffn=4"}),
 ]
 
 
-@pytest.mark.parametrize("call,kwargs", WRONG_TYPES, ids=[f"{c}({', '.join(f'{k}={v!r}' for k, v in kw.items())})"
-                                                           for c, kw in WRONG_TYPES])
+@pytest.mark.parametrize(
+    "call,kwargs", WRONG_TYPES, ids=[f"{c}({', '.join(f'{k}={v!r}' for k, v in kw.items())})" for c, kw in WRONG_TYPES]
+)
 def test_library_arguments_of_the_wrong_type_are_its_own_errors(tiny_map, call, kwargs):
     """The library raises only lora-registry's error types, also for arguments of the wrong type."""
     with pytest.raises(lr.LoraRegistryError):
@@ -293,6 +349,7 @@ def test_library_arguments_of_the_wrong_type_are_its_own_errors(tiny_map, call, 
 
 
 # ============================================================================ offline first
+
 
 def fake_hub_cache(root: Path, repo_id: str, config: dict) -> Path:
     """The HF cache layout huggingface_hub reads: models--org--name/refs/main and snapshots/<commit>/config.json."""
@@ -347,9 +404,18 @@ def test_cached_hub_id_never_touches_the_network(tmp_path, listener):
     hub = fake_hub_cache(tmp_path / "hf", "acme/tiny-llama", TINY)
     # every hub request and every proxied HTTP(S) request of the run would reach the listener
     # (huggingface_hub's hf_hub_download(local_files_only=True) did: it fetches a user-agent registry)
-    envs = [subprocess_env(HF_HOME=str(tmp_path / "hf"), HF_HUB_CACHE=str(hub), HF_ENDPOINT=listener.url,
-                           HTTP_PROXY=listener.url, HTTPS_PROXY=listener.url, ALL_PROXY=listener.url,
-                           HF_HUB_OFFLINE=offline) for offline in (None, "1")]
+    envs = [
+        subprocess_env(
+            HF_HOME=str(tmp_path / "hf"),
+            HF_HUB_CACHE=str(hub),
+            HF_ENDPOINT=listener.url,
+            HTTP_PROXY=listener.url,
+            HTTPS_PROXY=listener.url,
+            ALL_PROXY=listener.url,
+            HF_HUB_OFFLINE=offline,
+        )
+        for offline in (None, "1")
+    ]
     args = ["resolve", "acme/tiny-llama", "--roles", "q,v", "-f", "json"]
     for offline, cached in zip(("unset", "1"), run_subprocesses(*[(args, env) for env in envs])):
         assert cached.code == 0, (offline, cached)
@@ -378,15 +444,26 @@ def test_uncached_hub_id_says_what_to_do(tmp_path, listener):
     empty = tmp_path / "hf"
     empty.mkdir()
     # offline: no probe, no request; online with the hub unreachable: the same advice, in seconds, not after retries
-    offline_env = subprocess_env(HF_HOME=str(empty), HF_HUB_OFFLINE="1", HF_ENDPOINT=listener.url,
-                                 HTTP_PROXY=listener.url, HTTPS_PROXY=listener.url)
+    offline_env = subprocess_env(
+        HF_HOME=str(empty),
+        HF_HUB_OFFLINE="1",
+        HF_ENDPOINT=listener.url,
+        HTTP_PROXY=listener.url,
+        HTTPS_PROXY=listener.url,
+    )
     online_env = subprocess_env(HF_HOME=str(empty), HF_ENDPOINT=closed_port_url())
     start = time.monotonic()
-    offline, unreachable = run_subprocesses((["resolve", "acme/absent", "--roles", "q"], offline_env),
-                                            (["inspect", "acme/absent"], online_env))
+    offline, unreachable = run_subprocesses(
+        (["resolve", "acme/absent", "--roles", "q"], offline_env), (["inspect", "acme/absent"], online_env)
+    )
     assert time.monotonic() - start < 90
-    line = assert_one_line_error(offline, "acme/absent: config.json is not in the local Hugging Face cache",
-                                 "`hf download acme/absent config.json`", "or pass a local path", "HF_HUB_OFFLINE is set")
+    line = assert_one_line_error(
+        offline,
+        "acme/absent: config.json is not in the local Hugging Face cache",
+        "`hf download acme/absent config.json`",
+        "or pass a local path",
+        "HF_HUB_OFFLINE is set",
+    )
     assert "huggingface-cli" not in line  # huggingface_hub >= 1.0 ships only the `hf` command
     assert listener.connections() == 0
     assert_one_line_error(unreachable, "`hf download acme/absent config.json`", "not reachable")
@@ -394,7 +471,7 @@ def test_uncached_hub_id_says_what_to_do(tmp_path, listener):
 
 # ============================================================================ remote code
 
-MARKER_CODE = '''
+MARKER_CODE = """
 from pathlib import Path
 Path({marker!r}).write_text("remote code ran")
 
@@ -403,7 +480,7 @@ from transformers import PretrainedConfig
 
 class AcmeConfig(PretrainedConfig):
     model_type = {model_type!r}
-'''
+"""
 
 
 def remote_code_dir(folder: Path, config: dict, marker: Path) -> Path:
@@ -422,7 +499,9 @@ def test_remote_code_never_runs_without_the_flag(tmp_path):
     model = remote_code_dir(tmp_path / "acme", {"model_type": "acme_custom", "num_hidden_layers": 2}, marker)
     for command in (["resolve", model, "--roles", "q"], ["inspect", model], ["scaffold", model]):
         run = cli(*command)
-        assert_one_line_error(run, "asks for remote code (auto_map)", "would run on this machine", "--trust-remote-code")
+        assert_one_line_error(
+            run, "asks for remote code (auto_map)", "would run on this machine", "--trust-remote-code"
+        )
         assert not marker.exists(), f"{command[0]} ran the config's code"
     with pytest.raises(lr.RemoteCodeError):
         lr.inspect(str(model))
@@ -446,6 +525,7 @@ def test_native_model_type_with_auto_map_uses_the_native_class(tmp_path):
 
 
 # ============================================================================ atomic writes
+
 
 @pytest.mark.parametrize("step", ["os.fsync", "os.replace"])
 @pytest.mark.parametrize("existing", [True, False], ids=["over an old file", "new file"])
@@ -490,8 +570,9 @@ def test_a_failing_disk_is_one_line_and_no_temp_file(tmp_path, monkeypatch, mode
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(common.os, "fsync", full)
-    assert_one_line_error(cli("resolve", models["tiny"], "--roles", "q", "-f", "peft", "-o", out),
-                          "cannot write: No space left on device")
+    assert_one_line_error(
+        cli("resolve", models["tiny"], "--roles", "q", "-f", "peft", "-o", out), "cannot write: No space left on device"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -512,18 +593,24 @@ def test_written_files_get_ordinary_permissions(tmp_path):
 
 # ============================================================================ registry data and plugin patterns
 
+
 def _leaf(name: str) -> Leaf:
     layer = int(name.split(".")[2]) if name.startswith("model.layers.") else None
-    return Leaf(name=name, kind="module", lora_type="linear", shape=(4, 4), layer=layer, scope="language",
-                module_class="Linear")
+    return Leaf(
+        name=name, kind="module", lora_type="linear", shape=(4, 4), layer=layer, scope="language", module_class="Linear"
+    )
 
 
 def _entry(layer_names, model_names=()):
-    fragment = {"architectures": {"acme": {
-        "layers": "model.layers",
-        "layer_roles": {"attention-q": list(layer_names)},
-        **({"model_roles": {"embed": list(model_names)}} if model_names else {}),
-    }}}
+    fragment = {
+        "architectures": {
+            "acme": {
+                "layers": "model.layers",
+                "layer_roles": {"attention-q": list(layer_names)},
+                **({"model_roles": {"embed": list(model_names)}} if model_names else {}),
+            }
+        }
+    }
     return load_registry().merged(fragment, "plugin 'acme'").architectures["acme"]
 
 
@@ -559,23 +646,46 @@ BAD_FRAGMENTS = [
     ({"presets": {"p": {"roles": "q", "rank": "8", "alpha": 16}}}, "presets.p.rank"),
     ({"presets": {"p": {"roles": "q", "rank": 0, "alpha": 16}}}, "presets.p.rank must be a positive whole number"),
     ({"presets": {"p": {"roles": "q", "rank": 8, "alpha": "x"}}}, "presets.p.alpha"),
-    ({"presets": {"p": {"roles": "q", "rank": 8, "alpha": 16, "rank_for": "ffn=4"}}}, "presets.p: rank_for must be a table"),
+    (
+        {"presets": {"p": {"roles": "q", "rank": 8, "alpha": 16, "rank_for": "ffn=4"}}},
+        "presets.p: rank_for must be a table",
+    ),
     ({"presets": {"p": {"roles": "q", "rank": 8, "alpha": 16, "rank_for": {"q": 4.5}}}}, "presets.p.rank_for.q"),
     ({"presets": {"p": {"roles": "q", "rank": 8, "alpha": 16, "alpha_for": {"q": -1}}}}, "presets.p.alpha_for.q"),
     ({"presets": {"p": {"roles": "q", "rank": 8, "alpha": 16, "description": 5}}}, "presets.p.description"),
     ({"architectures": {"x": {"layers": 5, "layer_roles": {"attention-q": "a"}}}}, "architectures.x.layers"),
     ({"architectures": {"x": {"layers": [], "layer_roles": {"attention-q": "a"}}}}, "architectures.x.layers"),
-    ({"architectures": {"x": {"layers": "m", "layer_roles": "attention-q"}}}, "architectures.x: layer_roles must be a table"),
-    ({"architectures": {"x": {"layers": "m", "layer_roles": {"attention-q": []}}}}, "architectures.x.layer_roles.attention-q"),
-    ({"architectures": {"x": {"layers": "m", "layer_roles": {"attention-q": [1]}}}}, "architectures.x.layer_roles.attention-q"),
-    ({"architectures": {"x": {"layers": "m", "layer_roles": {"attention-q": "a"}, "model_roles": ["embed"]}}},
-     "architectures.x: model_roles must be a table"),
-    ({"architectures": {"x": {"layers": "m", "layer_roles": {"attention-q": "a"}, "plugin": 3}}}, "unknown key 'plugin'"),
+    (
+        {"architectures": {"x": {"layers": "m", "layer_roles": "attention-q"}}},
+        "architectures.x: layer_roles must be a table",
+    ),
+    (
+        {"architectures": {"x": {"layers": "m", "layer_roles": {"attention-q": []}}}},
+        "architectures.x.layer_roles.attention-q",
+    ),
+    (
+        {"architectures": {"x": {"layers": "m", "layer_roles": {"attention-q": [1]}}}},
+        "architectures.x.layer_roles.attention-q",
+    ),
+    (
+        {"architectures": {"x": {"layers": "m", "layer_roles": {"attention-q": "a"}, "model_roles": ["embed"]}}},
+        "architectures.x: model_roles must be a table",
+    ),
+    (
+        {"architectures": {"x": {"layers": "m", "layer_roles": {"attention-q": "a"}, "plugin": 3}}},
+        "unknown key 'plugin'",
+    ),
     # unknown roles
     ({"presets": {"p": {"roles": "q,zz", "rank": 8, "alpha": 16}}}, "presets.p.roles: unknown role or alias 'zz'"),
-    ({"presets": {"p": {"roles": "q", "rank": 8, "alpha": 16, "rank_for": {"zz": 4}}}}, "presets.p.rank_for: unknown role or alias 'zz'"),
+    (
+        {"presets": {"p": {"roles": "q", "rank": 8, "alpha": 16, "rank_for": {"zz": 4}}}},
+        "presets.p.rank_for: unknown role or alias 'zz'",
+    ),
     ({"architectures": {"x": {"layers": "m", "layer_roles": {"attention-z": "a"}}}}, "unknown role 'attention-z'"),
-    ({"architectures": {"x": {"layers": "m", "layer_roles": {"attention-q": "a"}, "model_roles": {"head": "h"}}}}, "unknown role 'head'"),
+    (
+        {"architectures": {"x": {"layers": "m", "layer_roles": {"attention-q": "a"}, "model_roles": {"head": "h"}}}},
+        "unknown role 'head'",
+    ),
     # missing keys
     ({"presets": {"p": {"rank": 8, "alpha": 16}}}, "presets.p: missing key 'roles'"),
     ({"presets": {"p": {"roles": "q", "alpha": 16}}}, "presets.p: missing key 'rank'"),
@@ -599,13 +709,17 @@ def test_bad_fragment_names_its_source_and_key(fragment, where):
     assert str(info.value).startswith("plugin 'acme': ") and where in str(info.value), str(info.value)
 
 
-@pytest.mark.parametrize("edit,where", [
-    (lambda d: d.update(prests={}), "unknown key 'prests'"),
-    (lambda d: d["fused"].update({"attention-q": ["attention-qkv"]}), "fused.attention-q"),
-    (lambda d: d["presets"]["qv8"].update(rank=-8), "presets.qv8.rank"),
-    (lambda d: d["architectures"]["llama"].update(layer_roles="q_proj"), "architectures.llama: layer_roles"),
-    (lambda d: d["aliases"].update(q=[]), "aliases.q"),
-], ids=["unknown table", "fused list", "negative rank", "layer_roles string", "empty alias"])
+@pytest.mark.parametrize(
+    "edit,where",
+    [
+        (lambda d: d.update(prests={}), "unknown key 'prests'"),
+        (lambda d: d["fused"].update({"attention-q": ["attention-qkv"]}), "fused.attention-q"),
+        (lambda d: d["presets"]["qv8"].update(rank=-8), "presets.qv8.rank"),
+        (lambda d: d["architectures"]["llama"].update(layer_roles="q_proj"), "architectures.llama: layer_roles"),
+        (lambda d: d["aliases"].update(q=[]), "aliases.q"),
+    ],
+    ids=["unknown table", "fused list", "negative rank", "layer_roles string", "empty alias"],
+)
 def test_builtin_registry_is_validated_too(edit, where):
     path = builtin_registry_path()
     data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -677,12 +791,27 @@ def test_user_presets_file_is_validated_and_named(tmp_path, models):
 
 # ============================================================================ deterministic output
 
+
 def test_output_is_byte_identical_across_interpreters(tmp_path):
-    model = write_config(tmp_path / "mixtral", {**TINY, "model_type": "mixtral", "num_local_experts": 4,
-                                                  "num_experts_per_tok": 2, "num_hidden_layers": 3})
+    model = write_config(
+        tmp_path / "mixtral",
+        {**TINY, "model_type": "mixtral", "num_local_experts": 4, "num_experts_per_tok": 2, "num_hidden_layers": 3},
+    )
     # experts as target_parameters, per-role rank and alpha patterns, a layer selection (regex targets)
-    common_args = ["resolve", model, "--roles", "q,v,o,experts,router", "--rank-for", "experts=4", "--rank-for", "o=2",
-                   "--alpha-for", "router=3", "--layers", "0,2"]
+    common_args = [
+        "resolve",
+        model,
+        "--roles",
+        "q,v,o,experts,router",
+        "--rank-for",
+        "experts=4",
+        "--rank-for",
+        "o=2",
+        "--alpha-for",
+        "router=3",
+        "--layers",
+        "0,2",
+    ]
     # Two interpreters with different string hashing (set and dict orders differ), each running the
     # console entry point once per format.
     driver = (
@@ -699,8 +828,12 @@ def test_output_is_byte_identical_across_interpreters(tmp_path):
     procs = {}
     for seed in ("1", "2"):
         env = subprocess_env(HF_HUB_OFFLINE="1", PYTHONHASHSEED=seed)
-        procs[seed] = subprocess.Popen([sys.executable, "-c", driver, str(tmp_path / seed), *map(str, common_args)],
-                                       env=env, stderr=subprocess.PIPE, text=True)
+        procs[seed] = subprocess.Popen(
+            [sys.executable, "-c", driver, str(tmp_path / seed), *map(str, common_args)],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     for proc in procs.values():
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err

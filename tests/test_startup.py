@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lora_registry.cli import plain_call, plugins_cmd, roles_cmd
 from helpers import PROBE as _PROBE
+from lora_registry.cli import plain_call, plugins_cmd, roles_cmd
 
 # The console entry point, as the installed script runs it; the second forces the typer route.
 FAST = "from lora_registry.cli import main\nmain()\n"
@@ -19,8 +19,12 @@ TYPER = "import lora_registry.cli as cli\ncli.plain_call = lambda args: None\ncl
 
 def _both(*args, stdout=subprocess.PIPE):
     """(fast route, typer route) of ``lora-registry ARGS``: exit status and both streams, as bytes."""
-    return [subprocess.run([sys.executable, "-c", code, *map(str, args)], stdout=stdout, stderr=subprocess.PIPE,
-                           timeout=300) for code in (FAST, TYPER)]
+    return [
+        subprocess.run(
+            [sys.executable, "-c", code, *map(str, args)], stdout=stdout, stderr=subprocess.PIPE, timeout=300
+        )
+        for code in (FAST, TYPER)
+    ]
 
 
 @pytest.fixture
@@ -33,8 +37,12 @@ def presets(tmp_path):
 
 
 PLAIN = [  # arguments, exit status, what stderr holds (one line) or None for a clean run
-    (("roles",), 0, None), (("roles", "--json"), 0, None), (("plugins",), 0, None), (("plugins", "--json"), 0, None),
-    (("roles", "--presets", "{good}"), 0, None), (("roles", "--json", "--presets", "{good}"), 0, None),
+    (("roles",), 0, None),
+    (("roles", "--json"), 0, None),
+    (("plugins",), 0, None),
+    (("plugins", "--json"), 0, None),
+    (("roles", "--presets", "{good}"), 0, None),
+    (("roles", "--json", "--presets", "{good}"), 0, None),
     (("roles", "--presets={good}", "--json"), 0, None),
     (("roles", "--presets", "{bad}"), 2, b"invalid TOML"),
     (("roles", "--json", "--presets={missing}"), 2, b"cannot read presets file (No such file or directory)"),
@@ -68,12 +76,28 @@ def test_a_closed_stdout_exits_1_quietly_on_both_routes(args):
     assert (fast.returncode, fast.stderr) == (slow.returncode, slow.stderr) == (1, b"")
 
 
-@pytest.mark.parametrize("args", [
-    [], ["--help"], ["roles", "-h"], ["roles", "--help"], ["plugins", "--help"], ["resolve", "x"],
-    ["roles", "--json", "--json"], ["roles", "--jso"], ["roles", "--json=1"], ["roles", "extra"],
-    ["roles", "--presets"], ["roles", "--presets="], ["roles", "--presets", ""], ["roles", "--presets", "--json"],
-    ["roles", "--presets", "a", "--presets", "b"], ["plugins", "--presets", "a"], ["--json", "roles"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["--help"],
+        ["roles", "-h"],
+        ["roles", "--help"],
+        ["plugins", "--help"],
+        ["resolve", "x"],
+        ["roles", "--json", "--json"],
+        ["roles", "--jso"],
+        ["roles", "--json=1"],
+        ["roles", "extra"],
+        ["roles", "--presets"],
+        ["roles", "--presets="],
+        ["roles", "--presets", ""],
+        ["roles", "--presets", "--json"],
+        ["roles", "--presets", "a", "--presets", "b"],
+        ["plugins", "--presets", "a"],
+        ["--json", "roles"],
+    ],
+)
 def test_everything_else_goes_to_typer(args):
     assert plain_call(args) is None
 
@@ -93,7 +117,11 @@ def test_shell_completion_stays_with_typer(monkeypatch):
 @pytest.mark.parametrize("args", [("roles", "--json"), ("roles", "--presets", "{good}"), ("plugins", "--json")])
 def test_plain_forms_import_no_torch(args, presets):
     # test_fastpath covers bare `roles`, `plugins` and `--help`
-    done = subprocess.run([sys.executable, "-c", _PROBE, *[a.format(**presets) for a in args]],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, *[a.format(**presets) for a in args]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "LOADED=\n" in done.stderr, done.stderr

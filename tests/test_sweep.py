@@ -14,19 +14,19 @@ from lora_registry import coverage
 # classes reject its own defaults, or need PIL/timm), with a fragment of its error.
 # A model type that starts building again fails its test, so this list cannot go stale silently.
 BUILD_FAILURES = {
-    "aya_vision": 'embed_dim must be divisible by num_heads (got `embed_dim`: 1',
+    "aya_vision": "embed_dim must be divisible by num_heads (got `embed_dim`: 1",
     "chameleon": "'NoneType' object has no attribute 'get'",
     "cohere_compass": "'full_attention'",
     "cohere_compass_text": "'full_attention'",
     "dbrx": "'DbrxAttentionConfig' object has no attribute 'rope_theta'",
     "deepseek_ocr2": "'NoneType' object is not subscriptable",
     "diffusion_gemma": "empty(): argument 'size' (position 1) must be tuple of ints,",
-    "dots1": 'empty() takes 1 positional argument but 3 were given',
-    "evolla": 'transformers has no model class for this model_type',
-    "fast_vlm": 'TimmWrapperModel requires the PIL library but it was not fou',
-    "gemma3n": 'TimmWrapperModel requires the PIL library but it was not fou',
+    "dots1": "empty() takes 1 positional argument but 3 were given",
+    "evolla": "transformers has no model class for this model_type",
+    "fast_vlm": "TimmWrapperModel requires the PIL library but it was not fou",
+    "gemma3n": "TimmWrapperModel requires the PIL library but it was not fou",
     "gemma4_assistant": "Class validation error for validator 'validate_architecture'",
-    "gemma4_unified_assistant": 'The set of layer types producing a cache is different than t',
+    "gemma4_unified_assistant": "The set of layer types producing a cache is different than t",
     "granite4_vision": "object of type 'NoneType' has no len()",
     "hunyuan_v1_dense": "unsupported operand type(s) for ** or pow(): 'NoneType' and",
     "hunyuan_v1_moe": "unsupported operand type(s) for ** or pow(): 'NoneType' and",
@@ -36,7 +36,7 @@ BUILD_FAILURES = {
     "musicgen": "'MusicgenConfig' object has no attribute 'dropout'",
     "musicgen_melody": "'MusicgenMelodyConfig' object has no attribute 'dropout'",
     "nemotron": "unsupported operand type(s) for //: 'int' and 'NoneType'",
-    "perception_lm": 'TimmWrapperModel requires the PIL library but it was not fou',
+    "perception_lm": "TimmWrapperModel requires the PIL library but it was not fou",
     "qwen4_exp": "unsupported operand type(s) for //: 'NoneType' and 'NoneType",
     "qwen4_exp_text": "unsupported operand type(s) for //: 'NoneType' and 'NoneType",
 }
@@ -67,14 +67,23 @@ def test_model_type(model_type, sweep_pm):
     assert row.built, row.error
     assert row.leaves > 0
     # every language-model leaf has a role or an explicit null with its reason
-    assert not row.unexplained, f"{len(row.unexplained)} leaves with neither a role nor a reason, e.g. {row.unexplained[0]}"
+    assert not row.unexplained, (
+        f"{len(row.unexplained)} leaves with neither a role nor a reason, e.g. {row.unexplained[0]}"
+    )
     assert row.with_role + sum(row.nulls.values()) == row.leaves
     # PEFT adapts exactly the `all` resolution, with the predicted trainable-parameter count
     if model_type in PEFT_FAILURES:
         assert row.peft_exact is False and PEFT_FAILURES[model_type] in row.peft_note, row.peft_note
     elif row.peft_exact is None:
-        assert not set(row.roles) & {"attention-q", "attention-qkv", "attention-q-a", "ffn-up", "ffn-gate-up",
-                                     "experts-up", "experts-gate-up"}
+        assert not set(row.roles) & {
+            "attention-q",
+            "attention-qkv",
+            "attention-q-a",
+            "ffn-up",
+            "ffn-gate-up",
+            "experts-up",
+            "experts-gate-up",
+        }
     else:
         assert row.peft_exact, row.peft_note
 

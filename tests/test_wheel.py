@@ -11,8 +11,12 @@ from lora_registry.host import BUILTIN_PLUGINS
 
 
 def test_wheel_contents(tmp_path):
-    subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path), str(ROOT)],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     (wheel,) = tmp_path.glob("lora_registry-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "lora_registry/registry.toml" in names

@@ -54,7 +54,9 @@ def main() -> None:
         # a bug, not bad input: still one line unless debugging
         if os.environ.get("LORA_REGISTRY_DEBUG"):
             raise
-        typer.echo(f"internal error: {exc.__class__.__name__}: {exc} (set LORA_REGISTRY_DEBUG=1 for a traceback)", err=True)
+        typer.echo(
+            f"internal error: {exc.__class__.__name__}: {exc} (set LORA_REGISTRY_DEBUG=1 for a traceback)", err=True
+        )
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
 

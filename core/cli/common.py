@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -91,7 +91,9 @@ def parse_pairs(values: list[str] | None, what: str, kind: type) -> dict:
         try:
             parsed = kind(number.strip())
         except ValueError:
-            raise ConfigError(f"{what} {value!r}: {number.strip()!r} is not a {'whole number' if kind is int else 'number'}") from None
+            raise ConfigError(
+                f"{what} {value!r}: {number.strip()!r} is not a {'whole number' if kind is int else 'number'}"
+            ) from None
         out[key.strip().lower()] = parsed
     return out
 
@@ -103,8 +105,15 @@ def plugin_host(presets_file: Path | None = None) -> PluginHost:
     return get_plugin_host(presets=presets_file)
 
 
-def inspect_model(model: str, host: PluginHost, *, trust_remote_code: bool = False, plugin: str | None = None,
-                  verify: bool = False, cache: bool = True) -> ModelMap:
+def inspect_model(
+    model: str,
+    host: PluginHost,
+    *,
+    trust_remote_code: bool = False,
+    plugin: str | None = None,
+    verify: bool = False,
+    cache: bool = True,
+) -> ModelMap:
     """MODEL's map for a command: from the cache or ``config.json`` alone where possible, else the built model.
 
     With ``verify`` the model is built anyway and the fast path's map checked against it (a note on
@@ -113,13 +122,15 @@ def inspect_model(model: str, host: PluginHost, *, trust_remote_code: bool = Fal
     from .. import inspection
 
     if not verify:
-        return inspection.inspect(model, trust_remote_code=trust_remote_code, plugin_manager=host, plugin=plugin,
-                                  fast=True, cache=cache)
+        return inspection.inspect(
+            model, trust_remote_code=trust_remote_code, plugin_manager=host, plugin=plugin, fast=True, cache=cache
+        )
     fast = inspection.fast_map(model, host, plugin=plugin, trust_remote_code=trust_remote_code)
     slow = inspection.inspect(model, trust_remote_code=trust_remote_code, plugin_manager=host, plugin=plugin)
     if fast is None:
-        typer.echo(f"{model}: the fast path does not cover this config; answered from the model transformers builds",
-                   err=True)
+        typer.echo(
+            f"{model}: the fast path does not cover this config; answered from the model transformers builds", err=True
+        )
         return slow
     inspection.verify_model_map(fast, slow)
     typer.echo(f"{model}: fast path verified against the model transformers builds", err=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import typer
 
@@ -13,18 +13,27 @@ from .common import handle_errors, inspect_model, no_cache_option, plugin_host
 
 FORMATS = ("table", "json")
 #: the standard choices every comparison shows: (label, roles, rank, per-role ranks), or a preset's name
-STANDARD = (("q,v r8", "q,v", 8, {}), ("q,k,v,o r8", "q,k,v,o", 8, {}), "qv8-ffn4", ("all r16", "all", 16, {}))
+STANDARD: tuple[Any, ...] = (
+    ("q,v r8", "q,v", 8, {}),
+    ("q,k,v,o r8", "q,k,v,o", 8, {}),
+    "qv8-ffn4",
+    ("all r16", "all", 16, {}),
+)
 
 
 @handle_errors
 def compare(
     model: str = typer.Argument(..., help="model_type, config.json or its folder, or a cached hub id."),
-    preset: Optional[List[str]] = typer.Option(None, "--preset", help="Also compare this preset (repeatable)."),
-    presets_file: Optional[Path] = typer.Option(None, "--presets", help="A TOML file of your own [presets.NAME] tables (default: $LORA_REGISTRY_PRESETS)."),
+    preset: list[str] | None = typer.Option(None, "--preset", help="Also compare this preset (repeatable)."),
+    presets_file: Path | None = typer.Option(
+        None, "--presets", help="A TOML file of your own [presets.NAME] tables (default: $LORA_REGISTRY_PRESETS)."
+    ),
     scope: str = typer.Option("language", "--scope", help="language, vision, audio, projector (comma list)."),
     output_format: str = typer.Option("table", "--format", "-f", help="table or json."),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow a config's own Python code to run."),
-    plugin: Optional[str] = typer.Option(None, "--plugin", help="Ask only this plugin."),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help="Allow a config's own Python code to run."
+    ),
+    plugin: str | None = typer.Option(None, "--plugin", help="Ask only this plugin."),
     no_cache: bool = no_cache_option(),
 ) -> None:
     """Show q,v r8; q,k,v,o r8; qv8-ffn4; all r16 (and any --preset) side by side: trainable parameters, share, memory."""
@@ -42,8 +51,13 @@ def compare(
     model_map = inspect_model(model, host, trust_remote_code=trust_remote_code, plugin=plugin, cache=not no_cache)
     rows = [compare_row(model_map, choice, registry, scope) for choice in choices]
     if output_format == "json":
-        doc = {"model": model_map.model, "model_type": model_map.model_type, "plugin": model_map.plugin,
-               "base_parameters": model_map.base_parameters, "choices": rows}
+        doc = {
+            "model": model_map.model,
+            "model_type": model_map.model_type,
+            "plugin": model_map.plugin,
+            "base_parameters": model_map.base_parameters,
+            "choices": rows,
+        }
         typer.echo(json.dumps(doc, indent=2))
         return
     from .tables import compare_table, print_all

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -16,15 +16,26 @@ def explain(
     adapter_config: str = typer.Argument(..., help="adapter_config.json, or the folder holding it."),
     model: str = typer.Argument(..., help="model_type, config.json or its folder, or a cached hub id."),
     as_json: bool = typer.Option(False, "--json", help="Print the explanation as JSON."),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow a config's own Python code to run."),
-    plugin: Optional[str] = typer.Option(None, "--plugin", help="Ask only this plugin."),
-    presets_file: Optional[Path] = typer.Option(None, "--presets", help="A TOML file of your own [presets.NAME] and [architectures.TYPE] tables (default: $LORA_REGISTRY_PRESETS)."),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help="Allow a config's own Python code to run."
+    ),
+    plugin: str | None = typer.Option(None, "--plugin", help="Ask only this plugin."),
+    presets_file: Path | None = typer.Option(
+        None,
+        "--presets",
+        help="A TOML file of your own [presets.NAME] and [architectures.TYPE] tables (default: $LORA_REGISTRY_PRESETS).",
+    ),
 ) -> None:
     """Explain ADAPTER_CONFIG on MODEL: roles, layers and modules adapted, trainable parameters, entries matching nothing."""
     from .. import explain as explaining
 
-    result = explaining.explain(adapter_config, model, trust_remote_code=trust_remote_code, plugin=plugin,
-                                plugin_manager=plugin_host(presets_file))
+    result = explaining.explain(
+        adapter_config,
+        model,
+        trust_remote_code=trust_remote_code,
+        plugin=plugin,
+        plugin_manager=plugin_host(presets_file),
+    )
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return
@@ -43,9 +54,16 @@ def explain_tables(result) -> list[Any]:
 
     mm = result.model_map
     table = Table(title=f"{result.source} on {mm.model} ({mm.model_type}, plugin {mm.plugin})")
-    for column, justify in (("role", "left"), ("scope", "left"), ("leaves", "right"), ("layers", "left"),
-                            ("names", "left"), ("rank", "right"), ("trainable", "right")):
-        table.add_column(column, justify=justify, overflow="fold")
+    for column, justify in (
+        ("role", "left"),
+        ("scope", "left"),
+        ("leaves", "right"),
+        ("layers", "left"),
+        ("names", "left"),
+        ("rank", "right"),
+        ("trainable", "right"),
+    ):
+        table.add_column(column, justify="right" if justify == "right" else "left", overflow="fold")
     for role in result.by_role():
         by_scope: dict[str, list] = {}
         for target in result.targets:
@@ -53,9 +71,16 @@ def explain_tables(result) -> list[Any]:
                 by_scope.setdefault(target.scope or "unknown", []).append(target)
         for scope, targets in sorted(by_scope.items(), key=lambda item: (item[0] != "language", item[0])):
             ranks = sorted({t.rank for t in targets if t.rank is not None})
-            table.add_row(role if role != "null" else "-", scope, str(len(targets)), format_layers(t.layer for t in targets),
-                          ", ".join(group_names([t.name for t in targets])), ",".join(map(str, ranks)) or "-",
-                          f"{sum(t.trainable for t in targets):,}", style=None if scope == "language" else "yellow")
+            table.add_row(
+                role if role != "null" else "-",
+                scope,
+                str(len(targets)),
+                format_layers(t.layer for t in targets),
+                ", ".join(group_names([t.name for t in targets])),
+                ",".join(map(str, ranks)) or "-",
+                f"{sum(t.trainable for t in targets):,}",
+                style=None if scope == "language" else "yellow",
+            )
     table.add_row("total", "", str(len(result.targets)), "", "", "", f"{result.lora_parameters:,}", style="bold")
     base = mm.base_parameters
     cost = f"trainable parameters: {result.trainable_parameters:,}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -15,16 +14,25 @@ from .common import handle_errors, inspect_model, no_cache_option, plugin_host
 def inspect_command(
     model: str = typer.Argument(..., help="model_type, config.json or its folder, or a cached hub id."),
     as_json: bool = typer.Option(False, "--json", help="Print the ModelMap as JSON (every leaf, not grouped)."),
-    presets_file: Optional[Path] = typer.Option(None, "--presets", help="A TOML file of your own [presets.NAME] and [architectures.TYPE] tables (default: $LORA_REGISTRY_PRESETS)."),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow a config's own Python code to run."),
-    plugin: Optional[str] = typer.Option(None, "--plugin", help="Ask only this plugin."),
-    verify: bool = typer.Option(False, "--verify", help="Build the model anyway and check the config-only fast path against it."),
+    presets_file: Path | None = typer.Option(
+        None,
+        "--presets",
+        help="A TOML file of your own [presets.NAME] and [architectures.TYPE] tables (default: $LORA_REGISTRY_PRESETS).",
+    ),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help="Allow a config's own Python code to run."
+    ),
+    plugin: str | None = typer.Option(None, "--plugin", help="Ask only this plugin."),
+    verify: bool = typer.Option(
+        False, "--verify", help="Build the model anyway and check the config-only fast path against it."
+    ),
     no_cache: bool = no_cache_option(),
 ) -> None:
     """Show every LoRA-targetable leaf of MODEL: role, shape, layer, scope; parameter totals by role."""
     host = plugin_host(presets_file)
-    model_map = inspect_model(model, host, trust_remote_code=trust_remote_code, plugin=plugin, verify=verify,
-                              cache=not no_cache)
+    model_map = inspect_model(
+        model, host, trust_remote_code=trust_remote_code, plugin=plugin, verify=verify, cache=not no_cache
+    )
     if as_json:
         data = model_map.to_dict()
         data["parameters_by_role"] = model_map.parameter_totals()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import typer
 
@@ -19,29 +19,48 @@ FORMATS = ("table", "json", "peft", "axolotl", "llamafactory", "unsloth", "torch
 @handle_errors
 def resolve(
     model: str = typer.Argument(..., help="model_type, config.json or its folder, or a cached hub id."),
-    roles: Optional[str] = typer.Option(None, "--roles", "-r", help="Comma list of roles and aliases, e.g. q,v,ffn."),
-    rank: Optional[int] = typer.Option(None, "--rank", help="LoRA rank for every role [default: 8, or the preset's]."),
-    alpha: Optional[float] = typer.Option(None, "--alpha", help="lora_alpha [default: 2 x rank, or the preset's]."),
-    rank_for: Optional[List[str]] = typer.Option(None, "--rank-for", help="Per-role rank, ROLE=N (repeatable)."),
-    alpha_for: Optional[List[str]] = typer.Option(None, "--alpha-for", help="Per-role alpha, ROLE=X (repeatable)."),
-    preset: Optional[str] = typer.Option(None, "--preset", help="A preset from registry.toml, e.g. qv8-ffn4."),
-    presets_file: Optional[Path] = typer.Option(None, "--presets", help="A TOML file of your own [presets.NAME] tables (default: $LORA_REGISTRY_PRESETS)."),
+    roles: str | None = typer.Option(None, "--roles", "-r", help="Comma list of roles and aliases, e.g. q,v,ffn."),
+    rank: int | None = typer.Option(None, "--rank", help="LoRA rank for every role [default: 8, or the preset's]."),
+    alpha: float | None = typer.Option(None, "--alpha", help="lora_alpha [default: 2 x rank, or the preset's]."),
+    rank_for: list[str] | None = typer.Option(None, "--rank-for", help="Per-role rank, ROLE=N (repeatable)."),
+    alpha_for: list[str] | None = typer.Option(None, "--alpha-for", help="Per-role alpha, ROLE=X (repeatable)."),
+    preset: str | None = typer.Option(None, "--preset", help="A preset from registry.toml, e.g. qv8-ffn4."),
+    presets_file: Path | None = typer.Option(
+        None, "--presets", help="A TOML file of your own [presets.NAME] tables (default: $LORA_REGISTRY_PRESETS)."
+    ),
     scope: str = typer.Option("language", "--scope", help="language, vision, audio, projector (comma list)."),
     strict: bool = typer.Option(False, "--strict", help="Refuse to widen q/k/v or gate/up onto a fused module."),
-    layers: Optional[str] = typer.Option(None, "--layers", help="Only these layers of each stack, e.g. 0-7,24-31."),
-    last_layers: Optional[int] = typer.Option(None, "--last-layers", help="Only the last N layers of each stack."),
+    layers: str | None = typer.Option(None, "--layers", help="Only these layers of each stack, e.g. 0-7,24-31."),
+    last_layers: int | None = typer.Option(None, "--last-layers", help="Only the last N layers of each stack."),
     dropout: float = typer.Option(0.0, "--dropout", help="lora_dropout, at least 0 and below 1."),
     bias: str = typer.Option("none", "--bias", help="none, all or lora_only: which biases train too."),
     rslora: bool = typer.Option(False, "--rslora", help="Rank-stabilised scaling (use_rslora)."),
     dora: bool = typer.Option(False, "--dora", help="DoRA (use_dora): adds a trainable magnitude per output feature."),
-    init: str = typer.Option("true", "--init", help="init_lora_weights: true, false, gaussian, pissa, pissa_niter_N, olora, eva, corda, orthogonal, mica, lora_ga."),
-    modules_to_save: Optional[str] = typer.Option(None, "--modules-to-save", help="Comma list of roles or module names to train whole, e.g. lm-head."),
-    output_format: str = typer.Option("table", "--format", "-f", help="table, json, peft (adapter_config.json), axolotl, llamafactory, unsloth or torchtune."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to FILE (only when the whole run succeeds)."),
+    init: str = typer.Option(
+        "true",
+        "--init",
+        help="init_lora_weights: true, false, gaussian, pissa, pissa_niter_N, olora, eva, corda, orthogonal, mica, lora_ga.",
+    ),
+    modules_to_save: str | None = typer.Option(
+        None, "--modules-to-save", help="Comma list of roles or module names to train whole, e.g. lm-head."
+    ),
+    output_format: str = typer.Option(
+        "table",
+        "--format",
+        "-f",
+        help="table, json, peft (adapter_config.json), axolotl, llamafactory, unsloth or torchtune.",
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write to FILE (only when the whole run succeeds)."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --output file."),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow a config's own Python code to run."),
-    plugin: Optional[str] = typer.Option(None, "--plugin", help="Ask only this plugin."),
-    verify: bool = typer.Option(False, "--verify", help="Build the model anyway and check the config-only fast path against it."),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help="Allow a config's own Python code to run."
+    ),
+    plugin: str | None = typer.Option(None, "--plugin", help="Ask only this plugin."),
+    verify: bool = typer.Option(
+        False, "--verify", help="Build the model anyway and check the config-only fast path against it."
+    ),
     no_cache: bool = no_cache_option(),
 ) -> None:
     """Resolve roles onto MODEL's module names and print the LoRA config that adapts exactly those."""
@@ -55,8 +74,12 @@ def resolve(
     registry = host.registry
     found = registry.presets.get(preset) if preset is not None else None
     settings = LoraSettings.from_preset(  # every option value is checked here, once, before a model is read
-        found, r=rank, lora_alpha=alpha, ranks=parse_pairs(rank_for, "--rank-for", int),
-        alphas=parse_pairs(alpha_for, "--alpha-for", float), modules_to_save=modules_to_save,
+        found,
+        r=rank,
+        lora_alpha=alpha,
+        ranks=parse_pairs(rank_for, "--rank-for", int),
+        alphas=parse_pairs(alpha_for, "--alpha-for", float),
+        modules_to_save=modules_to_save,
         **peft_options(dropout, bias, rslora, dora, init),
     )
     if preset is not None and found is None:
@@ -68,8 +91,9 @@ def resolve(
     requests = parse_roles(roles, registry)
     scopes = parse_scopes(scope)
     selection = parse_layer_selection(layers, last_layers)
-    model_map = inspect_model(model, host, trust_remote_code=trust_remote_code, plugin=plugin, verify=verify,
-                              cache=not no_cache)
+    model_map = inspect_model(
+        model, host, trust_remote_code=trust_remote_code, plugin=plugin, verify=verify, cache=not no_cache
+    )
     plan = resolve_map(model_map, requests, scopes, strict=strict, layers=selection).plan(settings)
     text = None
     if output_format == "json":
@@ -103,5 +127,6 @@ def peft_options(dropout: float, bias: str, rslora: bool, dora: bool, init: str)
     """The command line's PEFT options as ``lora_config`` keyword arguments (``--init true`` -> ``True``)."""
     flag = init.strip().lower()
     init_value = {"true": True, "false": False}.get(flag, init.strip())
-    return dict(lora_dropout=dropout, bias=bias.strip().lower(), use_rslora=rslora, use_dora=dora,
-                init_lora_weights=init_value)
+    return dict(
+        lora_dropout=dropout, bias=bias.strip().lower(), use_rslora=rslora, use_dora=dora, init_lora_weights=init_value
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -13,9 +12,11 @@ from .common import check_output, handle_errors, inspect_model, plugin_host, wri
 @handle_errors
 def scaffold(
     model: str = typer.Argument(..., help="model_type, config.json or its folder, or a cached hub id."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the TOML here instead of stdout."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the TOML here instead of stdout."),
     force: bool = typer.Option(False, "--force", help="Overwrite --output if it exists."),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow a config's own Python code to run."),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help="Allow a config's own Python code to run."
+    ),
 ) -> None:
     """Write a declarative architectures.<model_type> TOML entry from what the generic fallback found in MODEL.
 

@@ -50,14 +50,18 @@ def resolution_table(plan: Any) -> list[Any]:
     table.add_column("rank", justify="right")
     table.add_column("trainable", justify="right")
     for role, names in result.names_by_role().items():
-        table.add_row(role, str(len(names)), ", ".join(group_names(names)), str(plan.rank_of(role)), f"{cost.lora[role]:,}")
+        table.add_row(
+            role, str(len(names)), ", ".join(group_names(names)), str(plan.rank_of(role)), f"{cost.lora[role]:,}"
+        )
     if cost.dora:
         table.add_row("DoRA magnitudes", "", "one per output feature of each adapted module", "", f"{cost.dora:,}")
     if cost.biases:
         table.add_row("biases", "", f"bias={options.bias}", "", f"{cost.biases:,}")
     for name, count in cost.modules_to_save.items():
         table.add_row("modules_to_save", "1", name, "", f"{count:,}")
-    table.add_row("total", str(sum(len(v) for v in result.names_by_role().values())), "", "", f"{cost.total:,}", style="bold")
+    table.add_row(
+        "total", str(sum(len(v) for v in result.names_by_role().values())), "", "", f"{cost.total:,}", style="bold"
+    )
     lines: list[Any] = [table, Text(f"trainable parameters: {cost.total:,}{_share(cost)}")]
     memory = ", ".join(f"{precision} {fmt_bytes(cost.memory(precision)['total'])}" for precision in ("fp32", "bf16"))
     lines.append(Text(f"memory for weights + gradients + AdamW states: {memory}"))
@@ -74,8 +78,10 @@ def resolution_table(plan: Any) -> list[Any]:
 def compare_table(model_map, rows: list[dict], registry) -> list[Any]:
     """``compare``: one row per choice (``compare_cmd.compare_row``); notes and reasons for n/a below."""
     short = {roles[0]: alias for alias, roles in registry.aliases.items() if len(roles) == 1}
-    table = Table(title=f"{model_map.model} ({model_map.model_type}, plugin {model_map.plugin}), "
-                        f"{model_map.base_parameters:,} base parameters")
+    table = Table(
+        title=f"{model_map.model} ({model_map.model_type}, plugin {model_map.plugin}), "
+        f"{model_map.base_parameters:,} base parameters"
+    )
     table.add_column("choice", no_wrap=True)
     table.add_column("roles", overflow="fold")
     table.add_column("rank", overflow="fold")
@@ -88,10 +94,15 @@ def compare_table(model_map, rows: list[dict], registry) -> list[Any]:
             notes.append(Text(f"{row['choice']}: n/a: {row['error']}", style="yellow"))
             continue
         memory = row["memory_bytes"]
-        table.add_row(row["choice"], ",".join(short.get(role, role) for role in row["roles"]), row["rank"],
-                      f"{row['trainable_parameters']:,}",
-                      f"{100 * row['share']:.3f}%" if row["share"] is not None else "-",
-                      fmt_bytes(memory["fp32"]), fmt_bytes(memory["bf16"]))
+        table.add_row(
+            row["choice"],
+            ",".join(short.get(role, role) for role in row["roles"]),
+            row["rank"],
+            f"{row['trainable_parameters']:,}",
+            f"{100 * row['share']:.3f}%" if row["share"] is not None else "-",
+            fmt_bytes(memory["fp32"]),
+            fmt_bytes(memory["bf16"]),
+        )
         notes.extend(Text(f"{row['choice']}: {warning}", style="yellow") for warning in row["warnings"])
     caption = Text("fp32 / bf16: adapter weights + gradients + AdamW states (torch keeps them in the parameter dtype)")
     return [table, caption, *notes]
@@ -140,7 +151,7 @@ def group_names(names: list[str], limit: int = 3) -> list[str]:
     groups: dict[str, list[int]] = {}
     for name in names:
         match = re.search(r"\.(\d+)\.", name)
-        key = name if not match else name[: match.start(1)] + "{}" + name[match.end(1):]
+        key = name if not match else name[: match.start(1)] + "{}" + name[match.end(1) :]
         groups.setdefault(key, []).append(int(match.group(1)) if match else -1)
     out = [key.replace("{}", "{" + _layers(idx) + "}") if "{}" in key else key for key, idx in groups.items()]
     return out if len(out) <= limit else out[:limit] + [f"... {len(out) - limit} more"]

@@ -16,8 +16,16 @@ class TinyformerConfig(PretrainedConfig):
 
     model_type = "tinyformer"
 
-    def __init__(self, vocab_size=32000, hidden_size=512, intermediate_size=1376, num_hidden_layers=8,
-                 num_attention_heads=8, tie_word_embeddings=False, **kwargs):
+    def __init__(
+        self,
+        vocab_size=32000,
+        hidden_size=512,
+        intermediate_size=1376,
+        num_hidden_layers=8,
+        num_attention_heads=8,
+        tie_word_embeddings=False,
+        **kwargs,
+    ):
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
         self.intermediate_size = intermediate_size

@@ -1,7 +1,8 @@
-"""The lora-registry plugin for Tinyformer: it builds the model, names its roles, and adds a preset.
+"""The lora-registry plugin for Tinyformer: it builds the model, describes its module tree, names its roles, and adds a preset.
 
 Only ``lora_registry`` is imported at module level: torch loads when a model is built, so
-``lora-registry --help``, ``roles`` and ``plugins`` stay fast with this plugin installed.
+``lora-registry --help``, ``roles`` and ``plugins`` stay fast with this plugin installed, and
+``lora_registry_module_tree`` lets ``inspect`` and ``resolve`` answer from config.json without torch.
 """
 
 from __future__ import annotations
@@ -40,6 +41,49 @@ def lora_registry_build_model(model_type, config):
     from .modeling import TinyformerConfig, TinyformerForCausalLM
 
     return TinyformerForCausalLM(TinyformerConfig(**{k: v for k, v in config.items() if k != "model_type"}))
+
+
+#: the config keys the tree below models exactly, with TinyformerConfig's defaults
+DEFAULTS = {
+    "vocab_size": 32000,
+    "hidden_size": 512,
+    "intermediate_size": 1376,
+    "num_hidden_layers": 8,
+    "num_attention_heads": 8,
+}
+
+
+@hookimpl
+def lora_registry_module_tree(model_type, config):
+    """The module tree TinyformerForCausalLM has, written from config.json alone (no torch)."""
+    if model_type != MODEL_TYPE:
+        return None
+    if any(key not in DEFAULTS and key not in ("model_type", "tie_word_embeddings") for key in config):
+        return None  # a key this tree does not model: lora-registry builds the model instead
+    sizes = {**DEFAULTS, **{k: v for k, v in config.items() if k in DEFAULTS}}
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes.values()):
+        return None
+    from lora_registry.tree import TreeBuilder
+
+    d, inner, vocab = sizes["hidden_size"], sizes["intermediate_size"], sizes["vocab_size"]
+    t = TreeBuilder("TinyformerForCausalLM")
+    t.embedding("tok", vocab, d)
+    t.module_list("blocks")
+    for i in range(sizes["num_hidden_layers"]):
+        block = f"blocks.{i}"
+        t.module(block, "TinyBlock")
+        t.module(f"{block}.norm1", "RMSNorm", [("weight", (d,))])
+        t.module(f"{block}.mix", "TinyMixer")
+        for name in ("Wq", "Wk", "Wv", "Wout"):
+            t.linear(f"{block}.mix.{name}", d, d)
+        t.module(f"{block}.norm2", "RMSNorm", [("weight", (d,))])
+        t.module(f"{block}.channel", "TinyChannelMix")
+        t.linear(f"{block}.channel.expand", d, inner)
+        t.linear(f"{block}.channel.gate", d, inner)
+        t.linear(f"{block}.channel.contract", inner, d)
+    t.module("norm", "RMSNorm", [("weight", (d,))])
+    t.linear("unembed", d, vocab)
+    return t.build(sizes)
 
 
 @hookimpl

@@ -1,0 +1,258 @@
+"""Each PEFT rule ``lora_registry.peft_compat`` restates, checked against real PEFT on tiny models."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import warnings
+from types import SimpleNamespace
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from peft.tuners.tuners_utils import check_target_module_exists
+from peft.utils.other import get_pattern_key
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from lora_registry import peft_compat
+from lora_registry.tree import ModuleTree
+
+
+def _build(model_type, device="meta", **sizes):
+    config = AutoConfig.for_model(
+        model_type,
+        num_hidden_layers=2,
+        hidden_size=64,
+        intermediate_size=96,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=100,
+        **sizes,
+    )
+    with torch.device(device):
+        return AutoModelForCausalLM.from_config(config)
+
+
+def _apply(model, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return get_peft_model(model, LoraConfig(**kwargs))
+
+
+@pytest.fixture(scope="module")
+def llama_names():
+    return [name for name, _ in _build("llama").named_modules() if name]
+
+
+@pytest.mark.parametrize(
+    "targets",
+    [
+        ["q_proj"],
+        ["self_attn.q_proj", "mlp.down_proj"],
+        ["proj"],
+        ["model.layers.0.self_attn.q_proj"],
+        ["layers.1.mlp"],
+        r"model\.layers\.\d+\.self_attn\.(q_proj|v_proj)",
+        r".*_proj",
+        r"q_proj",
+    ],
+)
+def test_target_modules_rule(llama_names, targets):
+    probe = SimpleNamespace(
+        target_modules=targets,
+        target_parameters=None,
+        exclude_modules=None,
+        modules_to_save=None,
+        layers_to_transform=None,
+        layers_pattern=None,
+    )
+    peft = {n for n in llama_names if check_target_module_exists(probe, n)}
+    ours = {n for n in llama_names if peft_compat.matches_target_modules(targets, n)}
+    assert ours == peft
+
+
+@pytest.mark.parametrize(
+    "targets",
+    [["gate_up_proj"], ["experts.down_proj"], ["mlp.gate.weight"], ["model.layers.1.mlp.experts.gate_up_proj"]],
+)
+def test_target_parameters_rule(targets):
+    model = _build("qwen3_moe", num_experts=4, moe_intermediate_size=32)
+    keys = [f"{m}.{p}" if m else p for m, sub in model.named_modules() for p, _ in sub.named_parameters(recurse=False)]
+    peft = _apply(model, target_modules=[], target_parameters=targets)
+    assert set(peft.base_model.targeted_parameter_names) == {
+        k for k in keys if peft_compat.matches_target_parameters(targets, k)
+    }
+
+
+@pytest.mark.parametrize(
+    "key,name",
+    [
+        ("q_proj", "model.layers.0.self_attn.q_proj"),
+        ("self_attn.q_proj", "model.layers.0.self_attn.q_proj"),
+        ("proj", "model.layers.0.self_attn.q_proj"),
+        (r"layers\.0\..*", "model.layers.0.mlp.up_proj"),
+        ("model.layers.0.mlp.up_proj", "model.layers.0.mlp.up_proj"),
+        ("up", "model.layers.0.mlp.up_proj"),
+    ],
+)
+def test_pattern_key_rule(key, name):
+    assert peft_compat.matches_pattern_key(key, name) == (get_pattern_key([key], name) == key)
+
+
+@pytest.mark.parametrize("entry", ["lm_head", "embed_tokens", "head", "norm", "layers.1.mlp"])
+def test_modules_to_save_rule(entry):
+    model = _build("llama")
+    names = [name for name, _ in model.named_modules(remove_duplicate=False) if name]
+    expected = {n for n in names if peft_compat.matches_modules_to_save(entry, n)}
+    peft = _apply(model, target_modules=["q_proj"], modules_to_save=[entry])
+    wrapped = {
+        n.removeprefix("base_model.model.")
+        for n, m in peft.named_modules()
+        if type(m).__name__ == "ModulesToSaveWrapper"
+    }
+    assert wrapped == expected
+
+
+@pytest.mark.parametrize("entry", ["lm_head", "mlp", "layers.0.self_attn", "q_proj"])
+def test_targets_inside_modules_to_save_are_excluded(llama_names, entry):
+    probe = SimpleNamespace(
+        target_modules=["q_proj", "up_proj", "lm_head"],
+        target_parameters=None,
+        exclude_modules=None,
+        modules_to_save=[entry],
+        layers_to_transform=None,
+        layers_pattern=None,
+    )
+    for name in llama_names:
+        excluded = type(check_target_module_exists(probe, name)).__name__ == "_ExcludedModule"
+        assert excluded == peft_compat.inside_modules_to_save(entry, name), name
+
+
+class _Convs(torch.nn.Module):
+    """Every LoRA leaf kind in one small module: Linear, Embedding, Conv1d/2d, and 2-D / 3-D parameters."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(50, 12)
+        self.lin = torch.nn.Linear(12, 20, bias=True)
+        self.c1 = torch.nn.Conv1d(12, 6, 3)
+        self.c2 = torch.nn.Conv2d(4, 8, (3, 2))
+        self.router = torch.nn.Module()
+        self.router.weight = torch.nn.Parameter(torch.empty(5, 12))
+        self.experts = torch.nn.Module()
+        self.experts.up = torch.nn.Parameter(torch.empty(5, 16, 12))
+
+
+@pytest.mark.parametrize("r", [1, 4])
+@pytest.mark.parametrize("use_dora", [False, True])
+def test_lora_and_dora_parameter_counts(r, use_dora):
+    model = _Convs()
+    tree = ModuleTree.from_module(model)
+    from lora_registry.registry import load_registry
+
+    leaves = {leaf.name: leaf for leaf in tree.leaves(load_registry())}
+    module_targets = ["emb", "lin", "c1", "c2"]
+    peft = _apply(model, r=r, target_modules=module_targets, use_dora=use_dora, init_lora_weights="gaussian")
+    for name in module_targets:
+        layer = peft.base_model.model.get_submodule(name)
+        counted = {n: p.numel() for n, p in layer.named_parameters() if p.requires_grad}
+        lora = sum(v for n, v in counted.items() if "magnitude" not in n)
+        dora = sum(v for n, v in counted.items() if "magnitude" in n)
+        assert lora == peft_compat.lora_parameters(leaves[name], r), name
+        assert dora == (peft_compat.dora_parameters(leaves[name]) if use_dora else 0), name
+    params = _apply(_Convs(), r=r, target_modules=[], target_parameters=["router.weight", "experts.up"])
+    trainable = sum(p.numel() for p in params.parameters() if p.requires_grad)
+    assert trainable == sum(peft_compat.lora_parameters(leaves[n], r) for n in ("router.weight", "experts.up"))
+
+
+def test_mica_freezes_b():
+    model = _build("llama", device="cpu")  # MiCA's init decomposes real weights
+    from lora_registry.registry import load_registry
+
+    leaves = {leaf.name: leaf for leaf in ModuleTree.from_module(model).leaves(load_registry())}
+    peft = _apply(model, r=4, target_modules=["model.layers.0.self_attn.q_proj"], init_lora_weights="mica")
+    trainable = sum(p.numel() for p in peft.parameters() if p.requires_grad)
+    leaf = leaves["model.layers.0.self_attn.q_proj"]
+    assert trainable == peft_compat.lora_parameters(leaf, 4) - peft_compat.mica_frozen_parameters(leaf, 4)
+
+
+@pytest.mark.parametrize("bias", ["all", "lora_only"])
+def test_bias_counts(bias):
+    model = _build("phi")
+    from lora_registry.registry import load_registry
+
+    tree = ModuleTree.from_module(model)
+    leaves = [leaf for leaf in tree.leaves(load_registry()) if leaf.short_name in ("q_proj", "fc1")]
+    peft = _apply(model, target_modules=["q_proj", "fc1"], bias=bias, modules_to_save=["lm_head"])
+    biases = sum(
+        p.numel()
+        for n, p in peft.named_parameters()
+        if p.requires_grad and n.endswith(".bias") and "modules_to_save" not in n and "lora_" not in n
+    )
+    assert biases == peft_compat.bias_parameters(tree, leaves, bias, ["lm_head"])
+
+
+def test_a_tied_head_saved_whole_counts_its_weight():
+    model = _build("llama", tie_word_embeddings=True)
+    tree = ModuleTree.from_module(model)
+    peft = _apply(model, target_modules=["q_proj"], modules_to_save=["lm_head"])
+    copies = sum(p.numel() for n, p in peft.named_parameters() if p.requires_grad and "modules_to_save" in n)
+    assert copies == peft_compat.modules_to_save_parameters(tree, "lm_head") == 100 * 64
+
+
+def test_tuner_layers_are_recognised():
+    peft = _apply(_build("llama"), target_modules=["q_proj"])
+    wrapped = [n for n, m in peft.named_modules() if peft_compat.is_tuner_layer(m)]
+    assert wrapped and all(n.endswith("q_proj") for n in wrapped)
+    assert not peft_compat.is_tuner_layer(torch.nn.Linear(2, 2))
+
+
+_RENAMES = (
+    "import json, sys\n"
+    "from lora_registry import peft_compat\n"
+    "out = {t: peft_compat.rename_table(t) for t in json.loads(sys.stdin.read())}\n"
+    "assert 'torch' not in sys.modules, 'the source reading imported torch'\n"
+    "print(json.dumps(out))\n"
+)
+
+
+def test_the_rename_table_read_without_torch_equals_peft_and_transformers():
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    types = sorted(CONFIG_MAPPING_NAMES)
+    done = subprocess.run(
+        [sys.executable, "-c", _RENAMES], input=json.dumps(types), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    from_source = json.loads(done.stdout)
+    imported = {t: peft_compat.rename_table(t) for t in sorted(CONFIG_MAPPING_NAMES)}  # torch is imported here
+    assert from_source == imported
+    assert imported["qwen3_moe"] == {
+        "gate": "gate.weight",
+        "gate_proj": "gate_up_proj",
+        "up_proj": "gate_up_proj",
+        "down_proj": "down_proj",
+    }
+    assert set(imported["mixtral"]) == {"gate", "w1", "w2", "w3"} and imported["llama"] == {}
+
+
+def test_the_rename_is_what_peft_does():
+    # qwen3_moe with a dense first layer: PEFT rewrites a dense down_proj target into the experts' parameters.
+    model = _build("qwen3_moe", num_experts=4, moe_intermediate_size=32, mlp_only_layers=[0])
+    peft = _apply(model, target_modules=["down_proj"])
+    renamed = peft_compat.renamed_module_names("qwen3_moe")
+    assert "down_proj" in renamed
+    assert not peft.base_model.targeted_module_names  # the dense down_proj is not adapted...
+    assert any(n.endswith("experts.down_proj") for n in peft.base_model.targeted_parameter_names)  # ...the experts are
+
+
+def test_option_refusals_match_peft():
+    # Each value rule: PEFT itself refuses (or silently ignores) what check_option_values refuses.
+    base = dict(lora_dropout=0.0, bias="none", use_rslora=False, use_dora=False, init_lora_weights=True)
+    for change, peft_error in ((dict(bias="some"), NotImplementedError), (dict(init_lora_weights="nope"), ValueError)):
+        with pytest.raises(Exception, match=re.escape(str(change[next(iter(change))]))):
+            peft_compat.check_option_values({**base, **change})
+        with pytest.raises(peft_error):
+            _apply(_build("llama"), target_modules=["q_proj"], **{**base, **change})

@@ -532,11 +532,3 @@ def _sparse_layer(index: int, c: Mapping[str, Any]) -> bool:
     """Qwen-MoE decoder layers (``Qwen3MoeDecoderLayer``): routed experts unless listed in ``mlp_only_layers``."""
     step = c.get("decoder_sparse_step") or 1
     return index not in (c.get("mlp_only_layers") or ()) and c["num_local_experts"] > 0 and (index + 1) % step == 0
-
-
-def summary_values(cfg: Mapping[str, Any], **aliases: str) -> dict[str, Any]:
-    """``cfg`` plus the names transformers' config classes answer to (``aliases``: name -> the key it reads)."""
-    out = dict(cfg)
-    for name, key in aliases.items():
-        out[name] = cfg.get(key)
-    return out

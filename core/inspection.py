@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .registry import Registry
@@ -422,8 +422,3 @@ def verify_model_map(fast: ModelMap, slow: ModelMap) -> None:
         fail(
             f"plugin {slow.plugin!r} for {slow.model_type!r}, the fast path says {fast.plugin!r} for {fast.model_type!r}"
         )
-
-
-def with_label(model_map: ModelMap, label: str) -> ModelMap:
-    """The same map under another label (the path or id the user typed)."""
-    return replace(model_map, model=label)

@@ -10,7 +10,7 @@ two paths cannot disagree on it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -510,10 +510,3 @@ def _embedding_name(model: Any, getter: str, by_id: Mapping[int, str]) -> str | 
     if module is None:
         return None
     return by_id.get(id(module))
-
-
-def iter_named(tree: ModuleTree, prefix: str) -> Iterator[Node]:
-    """Nodes at or under module ``prefix``."""
-    for node in tree.nodes:
-        if node.name == prefix or node.name.startswith(prefix + "."):
-            yield node

@@ -458,6 +458,28 @@ def decoder_tree(
     return t.build(config if config is not None else c)
 
 
+def family_tree(
+    model_type: str,
+    config: Mapping[str, Any],
+    checks: Mapping[str, ConfigCheck],
+    families: Mapping[str, DecoderFamily],
+    *,
+    activation: str = "hidden_act",
+    aliases: Mapping[str, str] | None = None,
+) -> ModuleTree | None:
+    """A decoder plugin's ``lora_registry_module_tree``: the tree where ``checks[model_type]`` accepts the config.
+
+    ``activation`` names the config key holding the activation; ``aliases`` maps other names the
+    family's config class answers to (``num_experts``) onto the settings key they read.
+    """
+    check = checks.get(model_type)
+    settings = check.settings(config) if check is not None else None
+    if settings is None:
+        return None
+    values = {**settings, **{name: settings.get(key) for name, key in (aliases or {}).items()}}
+    return decoder_tree(families[model_type], settings, activation=settings[activation], config=values)
+
+
 def _qk_norm(
     t: TreeBuilder, family: DecoderFamily, layer: str, c: Mapping[str, Any], norm: str, q_out: int, kv_out: int
 ) -> None:

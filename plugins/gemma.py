@@ -15,7 +15,7 @@ from lora_registry.architectures import (
     ConfigCheck,
     DecoderFamily,
     decoder_settings,
-    decoder_tree,
+    family_tree,
     flag,
     number,
     optional,
@@ -96,9 +96,4 @@ def lora_registry_model_types():
 @hookimpl
 def lora_registry_module_tree(model_type: str, config: Mapping[str, Any]):
     """The Gemma 2 / Gemma 3 text tree from config.json alone, where every key is one this plugin models."""
-    if model_type not in MODEL_TYPES:
-        return None
-    settings = CHECKS[model_type].settings(config)
-    if settings is None:
-        return None
-    return decoder_tree(FAMILIES[model_type], settings, activation=settings["hidden_activation"])
+    return family_tree(model_type, config, CHECKS, FAMILIES, activation="hidden_activation")

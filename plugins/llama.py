@@ -13,7 +13,7 @@ from lora_registry.architectures import (
     attention_shapes,
     classify_family,
     decoder_settings,
-    decoder_tree,
+    family_tree,
     gated_ffn_shapes,
     plain_llama3_rope,
     vocab_shapes,
@@ -52,12 +52,7 @@ def lora_registry_model_types():
 @hookimpl
 def lora_registry_module_tree(model_type: str, config: Mapping[str, Any]):
     """The LlamaForCausalLM tree from config.json alone, where every key is one this plugin models."""
-    if model_type not in MODEL_TYPES:
-        return None
-    settings = CHECK.settings(config)
-    if settings is None:
-        return None
-    return decoder_tree(FAMILY, settings, activation=settings["hidden_act"])
+    return family_tree(model_type, config, {"llama": CHECK}, {"llama": FAMILY})
 
 
 @hookimpl

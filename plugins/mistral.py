@@ -13,7 +13,7 @@ from lora_registry.architectures import (
     attention_shapes,
     classify_family,
     decoder_settings,
-    decoder_tree,
+    family_tree,
     gated_ffn_shapes,
     stacked_experts_shapes,
     vocab_shapes,
@@ -54,13 +54,7 @@ def lora_registry_model_types():
 @hookimpl
 def lora_registry_module_tree(model_type: str, config: Mapping[str, Any]):
     """The Mistral / Mixtral tree from config.json alone, where every key is one this plugin models."""
-    if model_type not in MODEL_TYPES:
-        return None
-    settings = CHECKS[model_type].settings(config)
-    if settings is None:
-        return None
-    values = {**settings, "num_experts": settings.get("num_local_experts")} if model_type == "mixtral" else settings
-    return decoder_tree(FAMILIES[model_type], settings, activation=settings["hidden_act"], config=values)
+    return family_tree(model_type, config, CHECKS, FAMILIES, aliases={"num_experts": "num_local_experts"})
 
 
 @hookimpl

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lora_registry import hookimpl
-from lora_registry.architectures import DECODER_KEYS, ConfigCheck, DecoderFamily, decoder_settings, decoder_tree
+from lora_registry.architectures import DECODER_KEYS, ConfigCheck, DecoderFamily, decoder_settings, family_tree
 
 MODEL_TYPES = ("olmo2",)
 # OLMo 2 normalises q and k over all heads, and its norms follow attention and the MLP (no input norm)
@@ -48,9 +48,4 @@ def lora_registry_model_types():
 @hookimpl
 def lora_registry_module_tree(model_type: str, config: Mapping[str, Any]):
     """The Olmo2ForCausalLM tree from config.json alone, where every key is one this plugin models."""
-    if model_type not in MODEL_TYPES:
-        return None
-    settings = CHECK.settings(config)
-    if settings is None:
-        return None
-    return decoder_tree(FAMILY, settings, activation=settings["hidden_act"])
+    return family_tree(model_type, config, {"olmo2": CHECK}, {"olmo2": FAMILY})

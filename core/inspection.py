@@ -145,18 +145,20 @@ def inspect(
     trust_remote_code: bool = False,
     plugin_manager: Any = None,
     plugin: str | None = None,
+    revision: str | None = None,
 ) -> ModelMap:
     """Map every LoRA-targetable leaf of MODEL onto its role.
 
     MODEL is anything ``load_model`` accepts: a model_type, a ``config.json`` path or its folder,
     a cached hub id, a ``PretrainedConfig`` or a built ``nn.Module`` (PEFT-wrapped too).
     ``plugin_manager`` defaults to ``get_plugin_manager()``; ``plugin`` forces one plugin by name.
+    ``revision`` (a branch, tag or commit) applies to a hub id, as ``owner/name@revision`` does.
     """
     from .loading import load_model
     from .manager import classify, get_plugin_manager, plugin_registry
 
     pm = plugin_manager if plugin_manager is not None else get_plugin_manager()
-    loaded = load_model(model, trust_remote_code=trust_remote_code, plugin_manager=pm)
+    loaded = load_model(model, trust_remote_code=trust_remote_code, plugin_manager=pm, revision=revision)
     registry, warnings = plugin_registry(pm)
     leaves = list(collect_leaves(loaded.model, registry))
     answer = classify(

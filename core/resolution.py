@@ -410,6 +410,7 @@ def resolve(
     trust_remote_code: bool = False,
     plugin_manager: Any = None,
     plugin: str | None = None,
+    revision: str | None = None,
 ) -> Resolution:
     """Resolve a role spec (``"q,v,ffn"`` or a list) onto MODEL's concrete module and parameter names.
 
@@ -421,13 +422,14 @@ def resolve(
     ``layers`` (``"0-7,24-31"`` or a list of indices) or ``last_layers`` (N) keep only those
     layers of each layer stack in scope (a VLM's language model, an encoder and a decoder each
     count their own layers); leaves outside the stacks (embed, lm-head) are unaffected.
+    ``revision`` (a branch, tag or commit) applies to a hub id MODEL.
     """
     registry = load_registry()
     requests = parse_roles(roles, registry)  # fail on bad roles before building anything
     scopes = parse_scopes(scope)
     selection = parse_layer_selection(layers, last_layers)
     model_map = model if isinstance(model, ModelMap) else inspect(
-        model, trust_remote_code=trust_remote_code, plugin_manager=plugin_manager, plugin=plugin
+        model, trust_remote_code=trust_remote_code, plugin_manager=plugin_manager, plugin=plugin, revision=revision
     )
     return resolve_map(model_map, requests, scopes, strict=strict, registry=registry, layers=selection)
 

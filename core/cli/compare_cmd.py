@@ -18,15 +18,19 @@ STANDARD = (("q,v r8", "q,v", 8, {}), ("q,k,v,o r8", "q,k,v,o", 8, {}), "qv8-ffn
 
 @handle_errors
 def compare(
-    model: str = typer.Argument(..., help="model_type, config.json or its folder, or a cached hub id."),
+    model: str = typer.Argument(..., help="model_type, config.json or its folder, or a hub id (owner/name[@revision])."),
     preset: Optional[List[str]] = typer.Option(None, "--preset", help="Also compare this preset (repeatable)."),
     presets_file: Optional[Path] = typer.Option(None, "--presets", help="A TOML file of your own [presets.NAME] tables (default: $LORA_REGISTRY_PRESETS)."),
     scope: str = typer.Option("language", "--scope", help="language, vision, audio, projector (comma list)."),
     output_format: str = typer.Option("table", "--format", "-f", help="table or json."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow a config's own Python code to run."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Branch, tag or commit of a hub id (default: main)."),
     plugin: Optional[str] = typer.Option(None, "--plugin", help="Ask only this plugin."),
 ) -> None:
     """Show q,v r8; q,k,v,o r8; qv8-ffn4; all r16 (and any --preset) side by side: trainable parameters, share, memory."""
+    from ..hub import with_revision
+
+    model = with_revision(model, revision)  # owner/name -> owner/name@REV: every step below reads it from the id
     from ..inspection import inspect
     from ..manager import get_plugin_manager, plugin_registry
     from ..resolution import parse_scopes

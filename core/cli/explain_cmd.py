@@ -13,12 +13,16 @@ from .common import handle_errors
 @handle_errors
 def explain(
     adapter_config: str = typer.Argument(..., help="adapter_config.json, or the folder holding it."),
-    model: str = typer.Argument(..., help="model_type, config.json or its folder, or a cached hub id."),
+    model: str = typer.Argument(..., help="model_type, config.json or its folder, or a hub id (owner/name[@revision])."),
     as_json: bool = typer.Option(False, "--json", help="Print the explanation as JSON."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow a config's own Python code to run."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Branch, tag or commit of a hub id (default: main)."),
     plugin: Optional[str] = typer.Option(None, "--plugin", help="Ask only this plugin."),
 ) -> None:
     """Explain ADAPTER_CONFIG on MODEL: roles, layers and modules adapted, trainable parameters, entries matching nothing."""
+    from ..hub import with_revision
+
+    model = with_revision(model, revision)  # owner/name -> owner/name@REV: every step below reads it from the id
     from ..explain import explain as do_explain
 
     result = do_explain(adapter_config, model, trust_remote_code=trust_remote_code, plugin=plugin)

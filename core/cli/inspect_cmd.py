@@ -12,13 +12,17 @@ from .common import handle_errors
 
 @handle_errors
 def inspect(
-    model: str = typer.Argument(..., help="model_type, config.json or its folder, or a cached hub id."),
+    model: str = typer.Argument(..., help="model_type, config.json or its folder, or a hub id (owner/name[@revision])."),
     as_json: bool = typer.Option(False, "--json", help="Print the ModelMap as JSON (every leaf, not grouped)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow a config's own Python code to run."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Branch, tag or commit of a hub id (default: main)."),
     plugin: Optional[str] = typer.Option(None, "--plugin", help="Ask only this plugin."),
     verify: bool = typer.Option(False, "--verify", help="Build the model anyway and check the config-only fast path against it."),
 ) -> None:
     """Show every LoRA-targetable leaf of MODEL: role, shape, layer, scope; parameter totals by role."""
+    from ..hub import with_revision
+
+    model = with_revision(model, revision)  # owner/name -> owner/name@REV: every step below reads it from the id
     from ..fastpath import model_map_for_cli
     from ..inspection import ModelMap
     from ..inspection import inspect as do_inspect

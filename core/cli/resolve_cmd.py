@@ -17,7 +17,7 @@ FORMATS = ("table", "json", "peft", "axolotl", "llamafactory", "unsloth", "torch
 
 @handle_errors
 def resolve(
-    model: str = typer.Argument(..., help="model_type, config.json or its folder, or a cached hub id."),
+    model: str = typer.Argument(..., help="model_type, config.json or its folder, or a hub id (owner/name[@revision])."),
     roles: Optional[str] = typer.Option(None, "--roles", "-r", help="Comma list of roles and aliases, e.g. q,v,ffn."),
     rank: Optional[int] = typer.Option(None, "--rank", help="LoRA rank for every role [default: 8, or the preset's]."),
     alpha: Optional[float] = typer.Option(None, "--alpha", help="lora_alpha [default: 2 x rank, or the preset's]."),
@@ -39,10 +39,14 @@ def resolve(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to FILE (only when the whole run succeeds)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --output file."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow a config's own Python code to run."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Branch, tag or commit of a hub id (default: main)."),
     plugin: Optional[str] = typer.Option(None, "--plugin", help="Ask only this plugin."),
     verify: bool = typer.Option(False, "--verify", help="Build the model anyway and check the config-only fast path against it."),
 ) -> None:
     """Resolve roles onto MODEL's module names and print the LoRA config that adapts exactly those."""
+    from ..hub import with_revision
+
+    model = with_revision(model, revision)  # owner/name -> owner/name@REV: every step below reads it from the id
     from ..manager import get_plugin_manager, plugin_registry
     from ..resolution import check_peft_options
     from ..resolution import resolve as do_resolve

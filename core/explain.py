@@ -218,6 +218,7 @@ def explain(
     trust_remote_code: bool = False,
     plugin_manager: Any = None,
     plugin: str | None = None,
+    revision: str | None = None,
 ) -> Explanation:
     """Explain what ADAPTER_CONFIG adapts in MODEL, what it costs, and which of its entries match nothing.
 
@@ -226,6 +227,7 @@ def explain(
     The config is applied with ``peft.get_peft_model`` in training mode (``inference_mode`` is
     ignored, so the count is what training would create). If PEFT refuses it -- e.g. because
     nothing matches -- the result carries PEFT's message in ``error`` and still checks every entry.
+    ``revision`` (a branch, tag or commit) applies to a hub id MODEL.
     """
     config, source, notes = load_adapter_config(adapter_config)  # bad input fails before a model is built
     from transformers import PretrainedConfig
@@ -233,7 +235,9 @@ def explain(
     if isinstance(model, ModelMap):
         model_map = model
     else:
-        model_map = inspect(model, trust_remote_code=trust_remote_code, plugin_manager=plugin_manager, plugin=plugin)
+        model_map = inspect(
+            model, trust_remote_code=trust_remote_code, plugin_manager=plugin_manager, plugin=plugin, revision=revision
+        )
     module = model_map.module
     if isinstance(model, ModelMap) or not isinstance(model, (str, os.PathLike, PretrainedConfig)):
         module = copy.deepcopy(module)  # PEFT wraps in place; never change the caller's model

@@ -192,8 +192,8 @@ def inspect(
     """Map every LoRA-targetable leaf of MODEL onto its role.
 
     MODEL is anything ``load_model`` accepts: a model_type, a ``config.json`` path or its folder,
-    a hub id (``owner/name``, optionally ``@revision``), a ``PretrainedConfig`` or a built ``nn.Module``
-    (PEFT-wrapped too). ``plugin_manager`` is a ``PluginHost`` (default: ``get_plugin_host()``);
+    a hub id (``owner/name``, optionally ``@revision``; ``revision=`` does the same), a
+    ``PretrainedConfig`` or a built ``nn.Module`` (PEFT-wrapped too). ``plugin_manager`` is a ``PluginHost`` (default: ``get_plugin_host()``);
     ``plugin`` forces one plugin by name.
 
     ``fast=True`` answers from ``config.json`` alone where a plugin describes the model's tree
@@ -207,6 +207,10 @@ def inspect(
         return model
     if isinstance(model, os.PathLike):
         model = os.fspath(model)
+    if revision is not None:
+        from .hub import with_revision
+
+        model, revision = with_revision(model, revision), None  # owner/name@REV: every step reads it from the id
     key = None
     if isinstance(model, str) and (fast or cache):
         from . import cache as disk

@@ -8,7 +8,7 @@ import functools
 import json
 import os
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,10 +78,20 @@ def load_model(
     """Build (or unwrap) MODEL on the meta device.
 
     ``source`` may be an ``nn.Module`` (PEFT-wrapped or not), a ``PretrainedConfig``, a path to a
-    directory holding ``config.json`` or to a ``config.json``, a hub id in the local HF cache, or a
-    model_type transformers knows. No weights are ever loaded. A model_type transformers does not
-    know is built by the plugin that answers ``lora_registry_build_model`` in ``plugin_manager``.
+    directory holding ``config.json`` or to a ``config.json``, a hub id (``owner/name[@revision]``,
+    read from the local HF cache, else downloaded), or a model_type transformers knows. ``revision``
+    (a branch, tag or commit) applies to a hub id. No weights are ever loaded. A model_type
+    transformers does not know is built by the plugin that answers ``lora_registry_build_model`` in
+    ``plugin_manager``.
     """
+    if revision is not None:
+        from .hub import with_revision
+
+        source = with_revision(source, revision)
+    if isinstance(source, str) and "/" in source and not _looks_like_path(source) and not local_config_file(source):
+        from .hub import config_file
+
+        config_file(source)  # a hub id's config (cache, else download) before torch is imported: failing costs less
     import torch
 
     if isinstance(source, torch.nn.Module):
@@ -135,12 +145,12 @@ def read_source(source: str, *, revision: str | None = None) -> ConfigSource | N
         return None
     try:
         file = local_config_file(source)
-        if file is None and not _looks_like_path(source) and "/" in source:
-            file = cached_config_file(source)
-            if file is None:
-                return None
     except ModelLoadError:
-        return None
+        return None  # the normal path words it
+    if file is None and not _looks_like_path(source) and "/" in source:
+        from .hub import config_file
+
+        file = config_file(source)  # the cache, else a download (no torch); its failures are the user's, in one line
     if file is None:
         if _looks_like_path(source) or not source.replace("_", "").replace("-", "").isalnum():
             return None
@@ -160,11 +170,18 @@ def read_source(source: str, *, revision: str | None = None) -> ConfigSource | N
     return ConfigSource(source, data, key)
 
 
-def load_config(source: str, *, trust_remote_code: bool = False, plugin_manager: Any = None):
-    """Read a config from a path, the HF cache, or transformers' defaults for a model_type.
+def load_config(
+    source: str, *, trust_remote_code: bool = False, plugin_manager: Any = None, revision: str | None = None
+):
+    """Read a config from a path, the hub (cache first), or transformers' defaults for a model_type.
 
     Returns a ``PluginModel`` instead where a plugin builds a model_type transformers lacks.
+    ``revision`` (a branch, tag or commit) applies to a hub id, as ``owner/name@revision`` does.
     """
+    if revision is not None:
+        from .hub import with_revision
+
+        source = with_revision(source, revision)
     file = local_config_file(source)
     if file is not None:
         return config_from_file(file, trust_remote_code, plugin_manager=plugin_manager)
@@ -181,8 +198,15 @@ def load_config(source: str, *, trust_remote_code: bool = False, plugin_manager:
         except Exception as exc:  # transformers' own validators reject some of their defaults
             raise ModelLoadError(f"{source}: transformers cannot make its default config: {_one_line(exc)}") from None
     if "/" in source:
+        from . import hub
+
+        repo_id, hub_revision = hub.parse_hub_id(source)
         return config_from_file(
-            _cached_hub_config(source), trust_remote_code, label=source, plugin_manager=plugin_manager
+            hub.config_file(source),
+            trust_remote_code,
+            label=source,
+            plugin_manager=plugin_manager,
+            fetch_code=lambda data: hub.download_remote_code(repo_id, hub_revision, data, label=source),
         )
     built = build_with_plugin(plugin_manager, source, {"model_type": source}, source)
     if built is not None:
@@ -192,11 +216,19 @@ def load_config(source: str, *, trust_remote_code: bool = False, plugin_manager:
     raise ModelLoadError(f"{source!r} is not a path, a hub id, or a model_type transformers knows{hint}")
 
 
-def config_from_file(file: Path, trust_remote_code: bool, label: str | None = None, plugin_manager: Any = None):
+def config_from_file(
+    file: Path,
+    trust_remote_code: bool,
+    label: str | None = None,
+    plugin_manager: Any = None,
+    fetch_code: Callable[[dict], Path] | None = None,
+):
     """Parse a ``config.json`` with precise errors; remote code only with ``trust_remote_code``.
 
     A model_type transformers does not know goes to the plugins' ``lora_registry_build_model``
-    first (an installed plugin is trusted code; a config's ``auto_map`` is not).
+    first (an installed plugin is trusted code; a config's ``auto_map`` is not). ``fetch_code(data)``,
+    called only once remote code is trusted and needed, returns the folder holding the code files
+    (a hub id's snapshot, where ``hub.download_remote_code`` put them).
     """
     label = label or str(file)
     try:
@@ -233,11 +265,12 @@ def config_from_file(file: Path, trust_remote_code: bool, label: str | None = No
                 f"{label}: model_type {model_type!r} is not in transformers and its config asks for remote code "
                 "(auto_map); that code would run on this machine, so pass --trust-remote-code if you trust it"
             )
+        folder = file.parent if fetch_code is None else fetch_code(data)
         from transformers import AutoConfig
 
         try:
             with quiet():
-                return AutoConfig.from_pretrained(str(file.parent), trust_remote_code=True)
+                return AutoConfig.from_pretrained(str(folder), trust_remote_code=True)
         except Exception as exc:
             raise ModelLoadError(f"{label}: remote config failed: {_one_line(exc)}") from None
     raise ModelLoadError(
@@ -340,63 +373,12 @@ def _native_model_types():
 
 
 def cached_config_file(repo_id: str) -> Path | None:
-    """``repo_id``'s ``config.json`` in the local Hugging Face cache, or ``None``; imports no torch.
+    """``config.json`` of the hub id ``repo_id`` (``owner/name[@revision]``) in the local Hugging Face cache,
+    or ``None``; no request, no torch (``hub.cached_file``)."""
+    from .hub import cached_file, parse_hub_id
 
-    A pure file-system lookup: hf_hub_download(local_files_only=True) still builds request headers,
-    and huggingface_hub fetches its user-agent registry from the hub while doing so.
-    """
-    try:
-        from huggingface_hub import try_to_load_from_cache
-        from huggingface_hub.errors import HFValidationError
-    except ImportError:  # pragma: no cover
-        raise ModelLoadError(f"{repo_id}: huggingface_hub is not installed") from None
-    try:
-        cached = try_to_load_from_cache(repo_id, "config.json")
-    except HFValidationError:
-        raise ModelLoadError(f"{repo_id!r} is not a valid hub id, path or model_type") from None
-    except Exception:
-        return None
-    return Path(cached) if isinstance(cached, str) else None
-
-
-def _cached_hub_config(repo_id: str) -> Path:
-    cached = cached_config_file(repo_id)
-    if cached is not None:
-        return cached
-    from huggingface_hub import hf_hub_download
-
-    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-    advice = (
-        f"{repo_id}: config.json is not in the local Hugging Face cache; run "
-        f"`hf download {repo_id} config.json` where the hub is reachable, or pass a local path"
-    )
-    if offline:
-        raise ModelLoadError(advice + " (HF_HUB_OFFLINE is set)")
-    if not _hub_reachable():
-        raise ModelLoadError(advice + " (the hub is not reachable from here)")
-    from huggingface_hub.utils import logging as hub_logging
-
-    previous = hub_logging.get_verbosity()
-    hub_logging.set_verbosity_error()  # its retry chatter would break the one-line error contract
-    try:
-        return Path(hf_hub_download(repo_id, "config.json", etag_timeout=5))
-    except Exception:
-        raise ModelLoadError(advice) from None
-    finally:
-        hub_logging.set_verbosity(previous)
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """A quick TCP probe of the hub endpoint, so an unreachable hub fails in seconds, not after retries."""
-    import socket
-    from urllib.parse import urlparse
-
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    try:
-        with socket.create_connection((endpoint.hostname or "huggingface.co", endpoint.port or 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    repo, revision = parse_hub_id(repo_id)
+    return cached_file(repo, "config.json", revision)
 
 
 def local_config_file(source: str) -> Path | None:

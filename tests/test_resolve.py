@@ -155,10 +155,16 @@ def test_uncached_hub_id_offline(monkeypatch, tmp_path):
 
 
 def test_uncached_hub_id_with_the_hub_unreachable_fails_fast(monkeypatch, tmp_path):
+    # huggingface_hub reads HF_ENDPOINT and HF_HUB_CACHE when it is imported: set what it made of them
+    import huggingface_hub.constants as constants
+
+    endpoint = "http://127.0.0.1:9"  # the discard port: nothing listens there
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens there
-    with pytest.raises(lr.ModelLoadError, match="not reachable"):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+    with pytest.raises(lr.ModelLoadError, match="the hub at http://127.0.0.1:9 is not reachable"):
         lr.inspect("some-org/some-model")
 
 

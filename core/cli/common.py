@@ -113,13 +113,18 @@ def inspect_model(
     plugin: str | None = None,
     verify: bool = False,
     cache: bool = True,
+    revision: str | None = None,
 ) -> ModelMap:
     """MODEL's map for a command: from the cache or ``config.json`` alone where possible, else the built model.
 
     With ``verify`` the model is built anyway and the fast path's map checked against it (a note on
-    stderr says whether the check ran); the built model's map is returned.
+    stderr says whether the check ran); the built model's map is returned. ``revision`` applies to a
+    hub id (``owner/name`` -> ``owner/name@REV``).
     """
     from .. import inspection
+    from ..hub import with_revision
+
+    model = with_revision(model, revision)
 
     if not verify:
         return inspection.inspect(
@@ -135,6 +140,11 @@ def inspect_model(
     inspection.verify_model_map(fast, slow)
     typer.echo(f"{model}: fast path verified against the model transformers builds", err=True)
     return slow
+
+
+def revision_option() -> Any:
+    """``--revision REV``: a branch, tag or commit of a hub id."""
+    return typer.Option(None, "--revision", help="Branch, tag or commit of a hub id (default: main).")
 
 
 def no_cache_option() -> Any:

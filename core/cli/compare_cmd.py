@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from ..errors import ConfigError, LoraRegistryError
-from .common import handle_errors, inspect_model, no_cache_option, plugin_host
+from .common import handle_errors, inspect_model, no_cache_option, plugin_host, revision_option
 
 FORMATS = ("table", "json")
 #: the standard choices every comparison shows: (label, roles, rank, per-role ranks), or a preset's name
@@ -23,7 +23,9 @@ STANDARD: tuple[Any, ...] = (
 
 @handle_errors
 def compare(
-    model: str = typer.Argument(..., help="model_type, config.json or its folder, or a cached hub id."),
+    model: str = typer.Argument(
+        ..., help="model_type, config.json or its folder, or a hub id (owner/name[@revision])."
+    ),
     preset: list[str] | None = typer.Option(None, "--preset", help="Also compare this preset (repeatable)."),
     presets_file: Path | None = typer.Option(
         None, "--presets", help="A TOML file of your own [presets.NAME] tables (default: $LORA_REGISTRY_PRESETS)."
@@ -33,6 +35,7 @@ def compare(
     trust_remote_code: bool = typer.Option(
         False, "--trust-remote-code", help="Allow a config's own Python code to run."
     ),
+    revision: str | None = revision_option(),
     plugin: str | None = typer.Option(None, "--plugin", help="Ask only this plugin."),
     no_cache: bool = no_cache_option(),
 ) -> None:
@@ -48,7 +51,9 @@ def compare(
     if unknown:
         raise ConfigError(f"unknown preset {unknown[0]!r}; known: {', '.join(registry.presets)}")
     choices = list(STANDARD) + [name for name in dict.fromkeys(preset or []) if name not in STANDARD]
-    model_map = inspect_model(model, host, trust_remote_code=trust_remote_code, plugin=plugin, cache=not no_cache)
+    model_map = inspect_model(
+        model, host, trust_remote_code=trust_remote_code, plugin=plugin, cache=not no_cache, revision=revision
+    )
     rows = [compare_row(model_map, choice, registry, scope) for choice in choices]
     if output_format == "json":
         doc = {

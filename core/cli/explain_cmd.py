@@ -8,17 +8,20 @@ from typing import Any
 
 import typer
 
-from .common import handle_errors, plugin_host
+from .common import handle_errors, plugin_host, revision_option
 
 
 @handle_errors
 def explain(
     adapter_config: str = typer.Argument(..., help="adapter_config.json, or the folder holding it."),
-    model: str = typer.Argument(..., help="model_type, config.json or its folder, or a cached hub id."),
+    model: str = typer.Argument(
+        ..., help="model_type, config.json or its folder, or a hub id (owner/name[@revision])."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the explanation as JSON."),
     trust_remote_code: bool = typer.Option(
         False, "--trust-remote-code", help="Allow a config's own Python code to run."
     ),
+    revision: str | None = revision_option(),
     plugin: str | None = typer.Option(None, "--plugin", help="Ask only this plugin."),
     presets_file: Path | None = typer.Option(
         None,
@@ -28,6 +31,9 @@ def explain(
 ) -> None:
     """Explain ADAPTER_CONFIG on MODEL: roles, layers and modules adapted, trainable parameters, entries matching nothing."""
     from .. import explain as explaining
+    from ..hub import with_revision
+
+    model = with_revision(model, revision)  # a bad revision fails before the adapter config is read
 
     result = explaining.explain(
         adapter_config,

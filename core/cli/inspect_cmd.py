@@ -7,12 +7,14 @@ from pathlib import Path
 
 import typer
 
-from .common import handle_errors, inspect_model, no_cache_option, plugin_host
+from .common import handle_errors, inspect_model, no_cache_option, plugin_host, revision_option
 
 
 @handle_errors
 def inspect_command(
-    model: str = typer.Argument(..., help="model_type, config.json or its folder, or a cached hub id."),
+    model: str = typer.Argument(
+        ..., help="model_type, config.json or its folder, or a hub id (owner/name[@revision])."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the ModelMap as JSON (every leaf, not grouped)."),
     presets_file: Path | None = typer.Option(
         None,
@@ -22,6 +24,7 @@ def inspect_command(
     trust_remote_code: bool = typer.Option(
         False, "--trust-remote-code", help="Allow a config's own Python code to run."
     ),
+    revision: str | None = revision_option(),
     plugin: str | None = typer.Option(None, "--plugin", help="Ask only this plugin."),
     verify: bool = typer.Option(
         False, "--verify", help="Build the model anyway and check the config-only fast path against it."
@@ -31,7 +34,13 @@ def inspect_command(
     """Show every LoRA-targetable leaf of MODEL: role, shape, layer, scope; parameter totals by role."""
     host = plugin_host(presets_file)
     model_map = inspect_model(
-        model, host, trust_remote_code=trust_remote_code, plugin=plugin, verify=verify, cache=not no_cache
+        model,
+        host,
+        trust_remote_code=trust_remote_code,
+        plugin=plugin,
+        verify=verify,
+        cache=not no_cache,
+        revision=revision,
     )
     if as_json:
         data = model_map.to_dict()

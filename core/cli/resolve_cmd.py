@@ -10,7 +10,16 @@ import typer
 
 from ..errors import ConfigError
 from ..settings import LoraSettings
-from .common import check_output, handle_errors, inspect_model, no_cache_option, parse_pairs, plugin_host, write_atomic
+from .common import (
+    check_output,
+    handle_errors,
+    inspect_model,
+    no_cache_option,
+    parse_pairs,
+    plugin_host,
+    revision_option,
+    write_atomic,
+)
 
 #: peft is adapter_config.json; the trainers' formats are written by lora_registry.exports
 FORMATS = ("table", "json", "peft", "axolotl", "llamafactory", "unsloth", "torchtune")
@@ -18,7 +27,9 @@ FORMATS = ("table", "json", "peft", "axolotl", "llamafactory", "unsloth", "torch
 
 @handle_errors
 def resolve(
-    model: str = typer.Argument(..., help="model_type, config.json or its folder, or a cached hub id."),
+    model: str = typer.Argument(
+        ..., help="model_type, config.json or its folder, or a hub id (owner/name[@revision])."
+    ),
     roles: str | None = typer.Option(None, "--roles", "-r", help="Comma list of roles and aliases, e.g. q,v,ffn."),
     rank: int | None = typer.Option(None, "--rank", help="LoRA rank for every role [default: 8, or the preset's]."),
     alpha: float | None = typer.Option(None, "--alpha", help="lora_alpha [default: 2 x rank, or the preset's]."),
@@ -57,6 +68,7 @@ def resolve(
     trust_remote_code: bool = typer.Option(
         False, "--trust-remote-code", help="Allow a config's own Python code to run."
     ),
+    revision: str | None = revision_option(),
     plugin: str | None = typer.Option(None, "--plugin", help="Ask only this plugin."),
     verify: bool = typer.Option(
         False, "--verify", help="Build the model anyway and check the config-only fast path against it."
@@ -92,7 +104,13 @@ def resolve(
     scopes = parse_scopes(scope)
     selection = parse_layer_selection(layers, last_layers)
     model_map = inspect_model(
-        model, host, trust_remote_code=trust_remote_code, plugin=plugin, verify=verify, cache=not no_cache
+        model,
+        host,
+        trust_remote_code=trust_remote_code,
+        plugin=plugin,
+        verify=verify,
+        cache=not no_cache,
+        revision=revision,
     )
     plan = resolve_map(model_map, requests, scopes, strict=strict, layers=selection).plan(settings)
     text = None

@@ -6,17 +6,20 @@ from pathlib import Path
 
 import typer
 
-from .common import check_output, handle_errors, inspect_model, plugin_host, write_atomic
+from .common import check_output, handle_errors, inspect_model, plugin_host, revision_option, write_atomic
 
 
 @handle_errors
 def scaffold(
-    model: str = typer.Argument(..., help="model_type, config.json or its folder, or a cached hub id."),
+    model: str = typer.Argument(
+        ..., help="model_type, config.json or its folder, or a hub id (owner/name[@revision])."
+    ),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the TOML here instead of stdout."),
     force: bool = typer.Option(False, "--force", help="Overwrite --output if it exists."),
     trust_remote_code: bool = typer.Option(
         False, "--trust-remote-code", help="Allow a config's own Python code to run."
     ),
+    revision: str | None = revision_option(),
 ) -> None:
     """Write a declarative architectures.<model_type> TOML entry from what the generic fallback found in MODEL.
 
@@ -25,7 +28,7 @@ def scaffold(
     from ..scaffold import scaffold as make
 
     check_output(output, force)
-    text = make(inspect_model(model, plugin_host(), trust_remote_code=trust_remote_code))
+    text = make(inspect_model(model, plugin_host(), trust_remote_code=trust_remote_code, revision=revision))
     if output is None:
         typer.echo(text, nl=False)
     else:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from helpers import TINY, Run, assert_one_line_error, cli, subprocess_env
 from hubserver import FakeHub, ForwardProxy, self_signed_certificate
 from lora_registry import hub as lr_hub
 from lora_registry.errors import ModelLoadError
-from test_robustness import TINY, Run, assert_one_line_error, cli, subprocess_env
 
 #: q,v at r8 on TINY, per layer: q is 64 -> 64, v is 64 -> 32 (2 key-value heads); THREE has a third layer
 QV_PER_LAYER = 8 * (64 + 64) + 8 * (64 + 32)

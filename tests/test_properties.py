@@ -22,6 +22,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import lora_registry as lr
+from helpers import TINY, cli
+from helpers import config_folder as write_config
 from lora_registry.architectures import match_entry
 from lora_registry.errors import ConfigError, LoraRegistryError, RegistryError, RoleError
 from lora_registry.inspection import Leaf
@@ -30,7 +32,6 @@ from lora_registry.peft_compat import matches_target_modules as matches_list
 from lora_registry.registry import load_registry
 from lora_registry.resolution import parse_layers
 from lora_registry.roles import expand
-from test_robustness import TINY, cli, write_config
 
 REGISTRY = load_registry()
 NAMES = list(REGISTRY.roles) + list(REGISTRY.aliases)

@@ -20,77 +20,17 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 import lora_registry as lr
+from helpers import TINY, TINY_PHI3, Run, assert_one_line_error, cli, subprocess_env
+from helpers import config_folder as write_config
 from lora_registry import hookimpl
 from lora_registry.architectures import match_entry
-from lora_registry.cli import common, main
+from lora_registry.cli import common
 from lora_registry.errors import RegistryError
 from lora_registry.host import get_plugin_manager
 from lora_registry.inspection import Leaf
 from lora_registry.registry import builtin_registry_path, load_registry, parse_registry, tomllib
-
-#: a tiny Llama: 2 layers of width 64, built in milliseconds
-TINY = {
-    "model_type": "llama",
-    "num_hidden_layers": 2,
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "vocab_size": 128,
-}
-#: a tiny Phi-3: q, k and v exist only fused (qkv_proj); its default eos id (32000) lies outside this vocabulary
-TINY_PHI3 = {**TINY, "model_type": "phi3", "pad_token_id": 0}
-
-_runner = CliRunner()
-
-
-class Run:
-    """What one CLI run left behind: exit status and the two streams."""
-
-    def __init__(self, code: int, stdout: str, stderr: str):
-        self.code, self.stdout, self.stderr = code, stdout, stderr
-
-    def __repr__(self) -> str:
-        return f"Run(code={self.code}, stderr={self.stderr!r})"
-
-
-def cli(*args: str) -> Run:
-    """Run the console entry point in-process, as `lora-registry ARGS` would."""
-    old = sys.argv
-    sys.argv = ["lora-registry", *map(str, args)]
-    try:
-        with _runner.isolation() as (out, err, _):
-            try:
-                main()
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
-            sys.stdout.flush()
-            sys.stderr.flush()
-            return Run(code, out.getvalue().decode(), err.getvalue().decode())
-    finally:
-        sys.argv = old
-
-
-def assert_one_line_error(run: Run, *fragments: str) -> str:
-    """Exit status 2, exactly one line on stderr starting with ``error:``, containing every fragment."""
-    assert run.code == 2, run
-    lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1, run
-    assert lines[0].startswith("error: ") and "Traceback" not in run.stderr + run.stdout, run
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
-
-
-def write_config(folder: Path, data) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    text = data if isinstance(data, (str, bytes)) else json.dumps(data)
-    (folder / "config.json").write_bytes(text if isinstance(text, bytes) else text.encode())
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -102,28 +42,6 @@ def models(tmp_path_factory) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def tiny_map(models):
     return lr.inspect(models["tiny"])
-
-
-def subprocess_env(**extra: str | None) -> dict[str, str]:
-    """This process's environment (PYTHONPATH included) without HF settings or proxies, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
-    for key in (
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "NO_PROXY",
-        "no_proxy",
-    ):
-        env.pop(key, None)
-    for key, value in extra.items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = value
-    return env
 
 
 def run_subprocesses(*runs, timeout=300) -> list[Run]:

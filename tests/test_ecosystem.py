@@ -185,3 +185,24 @@ def test_scaffold_writes_a_file(tmp_path):
     assert result.exit_code == 0, result.stderr
     assert "[architectures.qwen3]" in out.read_text()
     load_registry().merged(tomllib.loads(out.read_text()), str(out))  # validates as a registry fragment
+
+
+def test_a_plugin_that_fails_to_import_is_one_warning_line_and_the_rest_work(tmp_path):
+    # An installed distribution whose entry point module raises on import (a broken release).
+    site = tmp_path / "site"
+    (site / "broken_acme_plugin").mkdir(parents=True)
+    (site / "broken_acme_plugin" / "__init__.py").write_text("raise ImportError('acme needs a newer torch')\n")
+    info = site / "broken_acme-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-acme\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[lora_registry]\nacme = broken_acme_plugin\n")
+    env = {**os.environ, "PYTHONPATH": str(site), "LORA_REGISTRY_NO_CACHE": "1"}
+    run = probe_cli("resolve", str(EXAMPLES / "llama-3.1-8b"), "--roles", "q,v", "--format", "json", env=env)
+    assert run.returncode == 0, run.stderr
+    lines = run.stderr.splitlines()[:-1]  # the probe's own LOADED= line last
+    assert lines == [
+        "warning: plugin 'acme' (broken-acme) failed to load and was skipped: ImportError: acme needs a newer torch"
+    ]
+    assert json.loads(run.stdout)["plugin"] == "llama"
+    listed = probe_cli("plugins", "--json", env=env)
+    assert any(f["plugin"] == "acme" for f in json.loads(listed.stdout)["failures"])

@@ -31,6 +31,7 @@ app.command("scaffold")(scaffold_cmd.scaffold)
 
 def main() -> None:
     """Console entry point: usage errors become one line and exit status 2, never a traceback."""
+    _show_warnings_as_lines()
     try:
         plain = plain_call(sys.argv[1:])
         code = _run_plain(*plain) if plain else app(standalone_mode=False)
@@ -59,6 +60,21 @@ def main() -> None:
         )
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _show_warnings_as_lines() -> None:
+    """lora-registry's own warnings (a plugin that failed to load) as one ``warning:`` line each on stderr."""
+    import warnings
+
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if category.__module__.startswith("lora_registry"):
+            typer.echo(f"warning: {' '.join(str(message).split())}", err=True)
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
 
 
 def plain_call(args: list[str]) -> tuple | None:

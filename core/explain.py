@@ -506,12 +506,17 @@ class _Explainer:
                 text += f"; {_n(len(shadowed), 'module')} so named (e.g. {shadowed[0]}) {verb} not adapted"
             self.warnings.append(text)
         elif isinstance(self.config.target_modules, str) and converted.target_modules != self.config.target_modules:
+            regex = self.config.target_modules
             try:
-                regex = re.compile(self.config.target_modules)
+                re.compile(regex)
             except re.error:
                 regex = None
             modules = set(self.module_names)
-            wider = sorted(n for n in adapted if n in modules and regex is not None and not regex.fullmatch(n))
+            wider = sorted(
+                n
+                for n in adapted
+                if n in modules and regex is not None and not peft_compat.matches_target_modules(regex, n)
+            )
             if wider:
                 self.warnings.append(
                     f"PEFT turns the regex target_modules into the names {', '.join(sorted(converted.target_modules))} "

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Sequence
 
+from .peft_compat import matches_target_modules
+
 
 def exact_suffixes(selected: Sequence[str], universe: Iterable[str]) -> list[str] | None:
     """Shortest digit-free suffixes matching exactly ``selected`` among ``universe``, or ``None``.
@@ -39,7 +41,7 @@ def exact_suffixes(selected: Sequence[str], universe: Iterable[str]) -> list[str
 
 
 def exact_regex(selected: Sequence[str], universe: Iterable[str]) -> str:
-    """A regex that ``re.fullmatch``es exactly ``selected`` among ``universe``.
+    """A regex PEFT matches against exactly ``selected`` among ``universe`` (``peft_compat.matches_target_modules``).
 
     Layer and expert indices are generalised to ``\\d+`` when that stays exact; otherwise the
     names are listed (factored on their common prefix).
@@ -48,8 +50,7 @@ def exact_regex(selected: Sequence[str], universe: Iterable[str]) -> str:
     universe = list(universe)
     general = sorted({_generalise(name) for name in chosen})
     regex = _factor(general)
-    compiled = re.compile(regex)
-    if {n for n in universe if compiled.fullmatch(n)} == set(chosen):
+    if {n for n in universe if matches_target_modules(regex, n)} == set(chosen):
         return regex
     return _factor([re.escape(name) for name in chosen])
 

@@ -506,9 +506,9 @@ class _Explainer:
                 text += f"; {_n(len(shadowed), 'module')} so named (e.g. {shadowed[0]}) {verb} not adapted"
             self.warnings.append(text)
         elif isinstance(self.config.target_modules, str) and converted.target_modules != self.config.target_modules:
-            regex = self.config.target_modules
+            regex: str | None = self.config.target_modules
             try:
-                re.compile(regex)
+                re.compile(self.config.target_modules)
             except re.error:
                 regex = None
             modules = set(self.module_names)

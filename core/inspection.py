@@ -139,11 +139,16 @@ class ModelMap:
         return load_registry()
 
     def parameter_totals(self) -> dict[str, int]:
-        """Base-model parameters held by the leaves of each role (``null`` for leaves with no role)."""
+        """Base-model parameters held by the leaves of each role (``null`` for leaves with no role).
+
+        A tied weight (an LM head sharing the input embedding's) is counted once, where it is first
+        held, so the totals never add up to more than ``base_parameters``.
+        """
         totals: dict[str, int] = {}
         for leaf in self.leaves:
             key = self.roles.get(leaf.name) or "null"
-            totals[key] = totals.get(key, 0) + leaf.numel
+            weight = leaf.name + ".weight" if leaf.kind == "module" else leaf.name
+            totals[key] = totals.get(key, 0) + (0 if weight in self.tree.tied else leaf.numel)
         return totals
 
     def to_dict(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ axolotl 0.19 (``utils/schemas/peft.py``, ``loaders/adapter.py``), LLaMA-Factory 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -162,7 +163,7 @@ def llamafactory(plan: AdapterPlan) -> dict[str, Any]:
         out["use_dora"] = True
     if pissa:
         out["pissa_init"] = True
-        out["pissa_iter"] = -1 if init == "pissa" else int(init.removeprefix("pissa_niter_"))
+        out["pissa_iter"] = -1 if init == "pissa" else int(str(init).removeprefix("pissa_niter_"))
     if config.modules_to_save:
         out["additional_target"] = ",".join(config.modules_to_save)
     return out
@@ -232,7 +233,8 @@ def unsloth(plan: AdapterPlan) -> dict[str, Any]:
     if config.modules_to_save:
         out["modules_to_save"] = list(config.modules_to_save)
     if config.loftq_config:
-        out["loftq_config"] = dict(config.loftq_config)
+        loftq = config.loftq_config  # a dict, or PEFT's LoftQConfig dataclass
+        out["loftq_config"] = dict(loftq) if isinstance(loftq, dict) else dataclasses.asdict(loftq)
     if config.use_dora:
         out["use_dora"] = True
     if config.rank_pattern:

@@ -501,18 +501,31 @@ def own_version() -> str:
 
 
 def package_digest() -> str:
-    """A digest of lora-registry's own files (names, sizes, times): a development change invalidates caches."""
-    return _package_digest(str(Path(__file__).resolve().parent))
+    """A digest of lora-registry's own files (names, sizes, times): a development change invalidates caches.
+
+    Covers the package, its plugins and the built-in registry.toml wherever they are: an editable
+    install keeps them in three places (``core/``, ``plugins/``, the project's top).
+    """
+    from importlib.util import find_spec
+
+    from .registry import builtin_registry_path
+
+    spec = find_spec("lora_registry.plugins")
+    plugins = list(spec.submodule_search_locations or []) if spec is not None else []
+    return _package_digest((str(Path(__file__).resolve().parent), *plugins, str(builtin_registry_path())))
 
 
 @functools.cache
-def _package_digest(folder: str) -> str:
-    entries = []
-    for root, _, files in os.walk(folder):
-        for name in sorted(files):
-            if name.endswith((".py", ".toml")):
-                stat = os.stat(os.path.join(root, name))
-                entries.append(f"{os.path.relpath(os.path.join(root, name), folder)}:{stat.st_size}:{stat.st_mtime_ns}")
+def _package_digest(paths: tuple[str, ...]) -> str:
+    entries = set()
+    for path in paths:
+        found = [("", path)] if os.path.isfile(path) else []
+        for root, _, files in os.walk(path):
+            found.extend((root, name) for name in files if name.endswith((".py", ".toml")))
+        for root, name in found:
+            full = os.path.join(root, name)
+            stat = os.stat(full)
+            entries.add(f"{os.path.realpath(full)}:{stat.st_size}:{stat.st_mtime_ns}")
     return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:16]
 
 

@@ -16,7 +16,18 @@ from .registry import Registry
 from .tree import Leaf, ModuleTree
 
 if TYPE_CHECKING:  # pragma: no cover
+    import pluggy
+    import torch
+    from transformers import PretrainedConfig
+
     from .host import PluginHost
+
+    #: MODEL as ``inspect`` and ``resolve`` take it: a model_type, a path or hub id, a config, or a built module
+    ModelInput = str | os.PathLike[str] | PretrainedConfig | torch.nn.Module
+    #: ``plugin_manager=``: a host (``get_plugin_host()``), a bare pluggy manager, or ``None`` for every plugin
+    PluginManagerArg = PluginHost | pluggy.PluginManager | None
+    #: a value of ``ModelMap.config``
+    ConfigValue = int | float | str | bool | None
 
 __all__ = ["Leaf", "ModelHandle", "ModelMap", "fast_map", "inspect", "verify_model_map"]
 
@@ -41,7 +52,9 @@ class ModelHandle:
     on the meta device the first time ``module`` is read.
     """
 
-    def __init__(self, module: Any = None, build: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self, module: torch.nn.Module | None = None, build: Callable[[], torch.nn.Module] | None = None
+    ) -> None:
         self._module = module
         self._build = build
 
@@ -50,8 +63,8 @@ class ModelHandle:
         """True when the module exists already."""
         return self._module is not None
 
-    def module(self) -> Any:
-        """The module (built now if it was not)."""
+    def module(self) -> torch.nn.Module | None:
+        """The module (built now if it was not); ``None`` when there is none and no way to build it."""
         if self._module is None and self._build is not None:
             self._module = self._build()
         return self._module
@@ -77,16 +90,24 @@ class ModelMap:
     base_parameters: int = 0
     #: why a leaf has no role, where the answering plugin said (``Null(reason)``)
     null_reasons: Mapping[str, str] = field(default_factory=dict)
-    config: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    config: Mapping[str, ConfigValue] = field(default_factory=dict, repr=False)
     declines: Mapping[str, str] = field(default_factory=dict, repr=False)
     registry: Registry | None = field(default=None, compare=False, repr=False)
     handle: ModelHandle | None = field(default=None, compare=False, repr=False)
 
     # ------------------------------------------------------------------ the module, when needed
     @property
-    def module(self) -> Any:
-        """The ``nn.Module`` (meta device), built now if this map came from the fast path or the cache."""
-        return self.handle.module() if self.handle is not None else None
+    def module(self) -> torch.nn.Module:
+        """The ``nn.Module`` (meta device), built now if this map came from the fast path or the cache.
+
+        ``ModelLoadError`` for a map read back (``from_json``) without a way to build its model.
+        """
+        module = self.handle.module() if self.handle is not None else None
+        if module is None:
+            from .errors import ModelLoadError
+
+            raise ModelLoadError(f"{self.model}: this map has no module and no way to build it")
+        return module
 
     @property
     def all_module_names(self) -> tuple[str, ...]:
@@ -118,11 +139,16 @@ class ModelMap:
         return load_registry()
 
     def parameter_totals(self) -> dict[str, int]:
-        """Base-model parameters held by the leaves of each role (``null`` for leaves with no role)."""
+        """Base-model parameters held by the leaves of each role (``null`` for leaves with no role).
+
+        A tied weight (an LM head sharing the input embedding's) is counted once, where it is first
+        held, so the totals never add up to more than ``base_parameters``.
+        """
         totals: dict[str, int] = {}
         for leaf in self.leaves:
             key = self.roles.get(leaf.name) or "null"
-            totals[key] = totals.get(key, 0) + leaf.numel
+            weight = leaf.name + ".weight" if leaf.kind == "module" else leaf.name
+            totals[key] = totals.get(key, 0) + (0 if weight in self.tree.tied else leaf.numel)
         return totals
 
     def to_dict(self) -> dict[str, Any]:
@@ -180,10 +206,10 @@ class ModelMap:
 
 
 def inspect(
-    model: Any,
+    model: ModelInput | ModelMap,
     *,
     trust_remote_code: bool = False,
-    plugin_manager: Any = None,
+    plugin_manager: PluginManagerArg = None,
     plugin: str | None = None,
     fast: bool = False,
     cache: bool = False,
@@ -249,8 +275,8 @@ def inspect(
 
 
 def fast_map(
-    model: str,
-    plugin_manager: Any = None,
+    model: str | os.PathLike[str],
+    plugin_manager: PluginManagerArg = None,
     *,
     plugin: str | None = None,
     trust_remote_code: bool = False,
@@ -373,12 +399,12 @@ class ConfigView:
         return dict(self.__dict__)
 
 
-def config_summary(config: Any) -> dict[str, Any]:
+def config_summary(config: Any) -> dict[str, ConfigValue]:
     """``CONFIG_KEYS`` of a config (the text config of a composite one), ``None`` where it has no such value."""
     if config is None:
         return {}
     text = config.get_text_config() if callable(getattr(config, "get_text_config", None)) else config
-    out: dict[str, Any] = {"model_type": getattr(config, "model_type", None)}
+    out: dict[str, ConfigValue] = {"model_type": getattr(config, "model_type", None)}
     for key in CONFIG_KEYS:
         value = getattr(text, key, None)
         if value is None and key == "tie_word_embeddings":

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from .errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from peft import LoraConfig
+
     from .tree import Leaf, ModuleTree
 
 #: ``LoraConfig.bias`` values (``BaseTuner._mark_only_adapters_as_trainable`` implements these)
@@ -340,7 +342,7 @@ def check_targets(
 
 
 # ----------------------------------------------------------------------------- PEFT objects
-def new_lora_config(kwargs: Mapping[str, Any]) -> Any:
+def new_lora_config(kwargs: Mapping[str, Any]) -> LoraConfig:
     """``peft.LoraConfig(**kwargs)``, with PEFT's own refusals (``LoraConfig.__post_init__``) as one-line ``ConfigError``s."""
     from peft import LoraConfig
 

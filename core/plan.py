@@ -19,6 +19,8 @@ from .errors import ConfigError
 from .targeting import exact_regex, exact_suffixes
 
 if TYPE_CHECKING:  # pragma: no cover
+    from peft import LoraConfig
+
     from .resolution import Resolution
     from .settings import LoraSettings
 
@@ -124,7 +126,7 @@ class AdapterPlan:
         kwargs.update(self.options())
         return kwargs
 
-    def lora_config(self) -> Any:
+    def lora_config(self) -> LoraConfig:
         """The ``peft.LoraConfig`` that adapts exactly the resolved set with these settings."""
         return peft_compat.new_lora_config(self.lora_kwargs())
 

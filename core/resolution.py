@@ -22,6 +22,9 @@ from .settings import DEFAULT_RANK, LoraSettings, check_alpha, check_rank
 from .targeting import exact_regex, exact_suffixes
 
 if TYPE_CHECKING:  # pragma: no cover
+    from peft import LoraConfig
+
+    from .inspection import ModelInput, PluginManagerArg
     from .plan import AdapterPlan, Cost
 
 __all__ = ["DEFAULT_RANK", "Resolution", "format_layers", "parse_layers", "parse_scopes", "resolve", "resolve_map"]
@@ -196,7 +199,7 @@ class Resolution:
         ranks: Mapping[str, int] | None = None,
         alphas: Mapping[str, float] | None = None,
         **options: Any,
-    ) -> Any:
+    ) -> LoraConfig:
         """A ``peft.LoraConfig`` that adapts exactly this resolution.
 
         ``r`` and ``lora_alpha`` (default ``2 * r``) apply to every role; ``ranks`` and ``alphas``
@@ -247,7 +250,7 @@ class Resolution:
 
 
 def resolve(
-    model: Any,
+    model: ModelInput | ModelMap,
     roles: str | Sequence[str] = "q,v",
     *,
     scope: str | Sequence[str] = "language",
@@ -255,7 +258,7 @@ def resolve(
     layers: str | Sequence[int] | None = None,
     last_layers: int | None = None,
     trust_remote_code: bool = False,
-    plugin_manager: Any = None,
+    plugin_manager: PluginManagerArg = None,
     plugin: str | None = None,
     fast: bool = False,
     cache: bool = False,

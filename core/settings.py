@@ -40,7 +40,7 @@ class LoraSettings:
     use_dora: bool = False
     init_lora_weights: bool | str = True
     modules_to_save: tuple[str, ...] | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, object] = field(default_factory=dict)
     default_ranks: Mapping[str, int] = field(default_factory=dict)
     default_alphas: Mapping[str, float] = field(default_factory=dict)
     #: the preset these settings started from, if any

@@ -103,10 +103,11 @@ def test_everything_else_goes_to_typer(args):
 
 
 def test_plain_call_passes_what_typer_passes():
-    assert plain_call(["roles"]) == (roles_cmd.roles, {"as_json": False, "presets_file": None})
+    defaults = {"as_json": False, "output_format": "table", "quiet": False}  # every option's default
+    assert plain_call(["roles"]) == (roles_cmd.roles, {**defaults, "presets_file": None})
     command, kwargs = plain_call(["roles", "--presets=a//b/./c.toml", "--json"])
-    assert command is roles_cmd.roles and kwargs == {"as_json": True, "presets_file": Path("a/b/c.toml")}
-    assert plain_call(["plugins", "--json"]) == (plugins_cmd.plugins, {"as_json": True})
+    assert command is roles_cmd.roles and kwargs == {**defaults, "as_json": True, "presets_file": Path("a/b/c.toml")}
+    assert plain_call(["plugins", "--json"]) == (plugins_cmd.plugins, {**defaults, "as_json": True})
 
 
 def test_shell_completion_stays_with_typer(monkeypatch):

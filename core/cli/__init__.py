@@ -3,23 +3,47 @@
 from __future__ import annotations
 
 import errno
+import inspect
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from ..errors import LoraRegistryError
 from . import compare_cmd, explain_cmd, inspect_cmd, plugins_cmd, resolve_cmd, roles_cmd, scaffold_cmd
+from .common import App
 
-app = typer.Typer(
+app = App(
     name="lora-registry",
     help="Which modules of a model to adapt with LoRA, and what it will cost.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion, as typer apps and `hf` offer
+    rich_markup_mode=None,  # plain help, as click and `hf` print it: bracketed text shows as written
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"lora-registry {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Which modules of a model to adapt with LoRA, and what it will cost."""
+
+
 app.command("resolve")(resolve_cmd.resolve)
 app.command("compare")(compare_cmd.compare)
 app.command("explain")(explain_cmd.explain)
@@ -34,7 +58,7 @@ def main() -> None:
     _show_warnings_as_lines()
     try:
         plain = plain_call(sys.argv[1:])
-        code = _run_plain(*plain) if plain else app(standalone_mode=False)
+        code = _run_plain(*plain) if plain else app(standalone_mode=False, prog_name="lora-registry")
     except KeyboardInterrupt:
         sys.exit(130)
     except LoraRegistryError as exc:
@@ -47,9 +71,12 @@ def main() -> None:
         if type(exc).__name__ == "Abort":
             typer.echo("aborted", err=True)
             sys.exit(130)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `lora-registry`: the help, as click shows it
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(2)
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             message = " ".join(exc.format_message().split())
-            if message:  # a bare `lora-registry` has already printed its help
+            if message:
                 typer.echo(f"error: {message}", err=True)
             sys.exit(exc.exit_code)
         # a bug, not bad input: still one line unless debugging
@@ -89,9 +116,8 @@ def plain_call(args: list[str]) -> tuple | None:
     if not args or args[0] not in ("roles", "plugins") or any(name.endswith("_COMPLETE") for name in os.environ):
         return None  # shell completion (click's _PROG_COMPLETE variable) is typer's too
     command = args[0]
-    kwargs: dict = {"as_json": False}
-    if command == "roles":
-        kwargs["presets_file"] = None
+    function = roles_cmd.roles if command == "roles" else plugins_cmd.plugins
+    kwargs = option_defaults(function)
     rest = args[1:]
     while rest:
         arg = rest.pop(0)
@@ -108,7 +134,15 @@ def plain_call(args: list[str]) -> tuple | None:
             kwargs["presets_file"] = Path(value)
         else:
             return None
-    return (roles_cmd.roles if command == "roles" else plugins_cmd.plugins), kwargs
+    return function, kwargs
+
+
+def option_defaults(command: Callable[..., Any]) -> dict[str, Any]:
+    """A command's keyword arguments as typer passes them when no option is given: each option's default."""
+    return {
+        name: param.default.default if isinstance(param.default, typer.models.OptionInfo) else param.default
+        for name, param in inspect.signature(command).parameters.items()
+    }
 
 
 def _run_plain(command, kwargs: dict) -> int | None:

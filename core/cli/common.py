@@ -1,15 +1,20 @@
-"""Helpers shared by the commands: error handling, the plugin host, inspecting for a command, atomic writes, key=value options."""
+"""Helpers shared by the commands: typer conventions and shared options, error handling, the plugin host,
+inspecting for a command, output paths and atomic writes, key=value options."""
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import os
+import re
 import tempfile
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from typer.core import TyperCommand
 
 from ..errors import ConfigError, LoraRegistryError
 
@@ -17,19 +22,181 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..host import PluginHost
     from ..inspection import ModelMap
 
+# ----------------------------------------------------------------------------- typer conventions
 
-def handle_errors(command: Callable) -> Callable:
-    """Turn lora-registry errors into one line on stderr and exit status 2."""
+
+class Command(TyperCommand):
+    """A command whose help reads as click's and ``hf``'s: ``MODEL`` and ``--rank N``, not ``{model} <str>`` and ``<int>``.
+
+    Every argument shows its upper-case name; an option that takes a value shows its ``metavar``, else
+    one made from its type (``N`` for whole numbers, ``X`` for numbers, ``FILE`` for paths) or its name
+    (``--scope SCOPE``); flags show none. The app prints help without rich markup, so bracketed text
+    such as ``[default: 8, or the preset's]`` shows as written.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if param.param_type_name == "argument":
+                param.metavar = param.metavar or (param.name or "").upper()
+            elif not getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = _value_name(param)
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        """The command's first sentence, whole, for the app's command list (click would cut it at ``limit``)."""
+        return super().get_short_help_str(limit=1000)
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        """The usage line, with arguments as ``MODEL`` (typer writes ``{MODEL}``)."""
+        return [re.sub(r"^\{(.*)\}$", r"\1", piece) for piece in super().collect_usage_pieces(ctx)]
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        """The Arguments and Options sections, arguments without typer's ``<str>``."""
+        arguments, options = [], []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                arguments.append((param.metavar or record[0], record[1]))
+            else:
+                options.append(record)
+        for title, records in (("Arguments", arguments), ("Options", options)):
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl(records)
+
+
+class App(typer.Typer):
+    """The ``lora-registry`` app: every command it registers is a ``Command``, including ones added later."""
+
+    def command(self, *args: Any, cls: Any = None, **kwargs: Any) -> Any:
+        """Register a command, as ``typer.Typer.command`` does, with ``Command`` as its class."""
+        return super().command(*args, cls=cls or Command, **kwargs)
+
+
+def _value_name(param: Any) -> str:
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    for kind, name in ((int, "N"), (float, "X"), (Path, "FILE")):
+        if annotation in (kind, list[kind]):  # type: ignore[valid-type]
+            return name
+    return max(param.opts, key=len).lstrip("-").upper().replace("-", "_")
+
+
+# ----------------------------------------------------------------------------- options every command shares
+
+
+def list_option(*names: str, help: str, metavar: str, default: list[str] | None = None) -> Any:
+    """A comma-list option that may be repeated: ``-r q -r v`` is ``-r q,v`` (read it with ``joined``)."""
+    return typer.Option(default, *names, help=f"{help} Repeat it to add more.", metavar=metavar)
+
+
+def joined(values: Sequence[str] | None) -> str | None:
+    """A repeated comma-list option's values as one comma list (``["q", "v,ffn"]`` -> ``"q,v,ffn"``), or None."""
+    if not values:
+        return None
+    return ",".join(values)
+
+
+def format_option(formats: Sequence[str], help: str | None = None) -> Any:
+    """``-f/--format``, its choices as the metavar (``table|json``)."""
+    return typer.Option(
+        "table",
+        "--format",
+        "-f",
+        help=help or "Output format. --json is the same as --format json.",
+        metavar="|".join(formats),
+    )
+
+
+def json_option() -> Any:
+    """``--json``: the same as ``--format json``."""
+    return typer.Option(False, "--json", help="JSON output: the same as --format json.")
+
+
+def pick_format(chosen: str, as_json: bool, formats: Sequence[str]) -> str:
+    """The format a command writes: ``--json`` means ``--format json``; both, disagreeing, is an error."""
+    if as_json and chosen not in ("table", "json"):  # "table" is --format's default: --json overrides it
+        raise ConfigError(f"--json and --format {chosen} disagree; give one of them")
+    chosen = "json" if as_json else chosen
+    if chosen not in formats:
+        raise ConfigError(f"unknown format {chosen!r}; choose from {', '.join(formats)}")
+    return chosen
+
+
+def output_option(what: str) -> Any:
+    """``-o/--output FILE``; ``FOLDER/`` writes ``what`` inside it."""
+    return typer.Option(
+        None,
+        "--output",
+        "-o",
+        help=f"Write to FILE instead of stdout, only once the whole run succeeded. A FOLDER/ gets {what} inside it.",
+        metavar="FILE",
+    )
+
+
+def plugin_option() -> Any:
+    """``--plugin NAME``: ask only that plugin."""
+    return typer.Option(None, "--plugin", help="Ask only this plugin.", metavar="NAME")
+
+
+def quiet_option() -> Any:
+    """``-q/--quiet``: nothing on stderr but errors."""
+    return typer.Option(False, "--quiet", "-q", help="Print nothing on stderr but errors (no notes, no warnings).")
+
+
+_QUIET: contextvars.ContextVar[bool] = contextvars.ContextVar("lora_registry_quiet", default=False)
+
+
+def note(message: str) -> None:
+    """A note for the user on stderr (``wrote FILE``, ``--verify``'s verdict), unless ``--quiet``."""
+    if not _QUIET.get():
+        typer.echo(message, err=True)
+
+
+def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a command: lora-registry errors become one line on stderr and exit status 2; warnings one line
+    each (``warning: ...``), none with ``--quiet``."""
 
     @functools.wraps(command)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        quiet = bool(kwargs.get("quiet", False))
+        token = _QUIET.set(quiet)
         try:
-            return command(*args, **kwargs)
+            with warnings.catch_warnings():
+                if quiet:
+                    warnings.simplefilter("ignore")
+                else:
+                    warnings.showwarning = _one_line_warning
+                return command(*args, **kwargs)
         except LoraRegistryError as exc:
             typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
             raise typer.Exit(2) from None
+        finally:
+            _QUIET.reset(token)
 
     return wrapper
+
+
+def _one_line_warning(
+    message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None
+) -> None:
+    typer.echo(f"warning: {' '.join(str(message).split())}", err=True)
+
+
+def output_path(output: str | None, file_name: str) -> Path | None:
+    """Where ``-o`` writes: the path given, or ``file_name`` inside a folder given with a trailing slash (``out/``).
+
+    The folder must exist: ``-o out/`` never writes a file called ``out``.
+    """
+    if output is None:
+        return None
+    path = Path(output)
+    if output.endswith(("/", os.sep)):
+        if not path.is_dir():
+            raise ConfigError(f"{output}: no such folder (a trailing / means a folder; create it first)")
+        return path / file_name
+    return path
 
 
 def check_output(path: Path | None, force: bool) -> None:
@@ -40,7 +207,7 @@ def check_output(path: Path | None, force: bool) -> None:
     if not parent.is_dir():
         raise ConfigError(f"{path}: output folder {parent} does not exist")
     if path.is_dir():
-        raise ConfigError(f"{path}: is a directory; give a file name")
+        raise ConfigError(f"{path}: is a directory; give a file name, or {path}/ to write the usual file in it")
     if path.exists() and not force:
         raise ConfigError(f"{path}: exists; pass --force to overwrite")
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -133,18 +300,16 @@ def inspect_model(
     fast = inspection.fast_map(model, host, plugin=plugin, trust_remote_code=trust_remote_code)
     slow = inspection.inspect(model, trust_remote_code=trust_remote_code, plugin_manager=host, plugin=plugin)
     if fast is None:
-        typer.echo(
-            f"{model}: the fast path does not cover this config; answered from the model transformers builds", err=True
-        )
+        note(f"{model}: the fast path does not cover this config; answered from the model transformers builds")
         return slow
     inspection.verify_model_map(fast, slow)
-    typer.echo(f"{model}: fast path verified against the model transformers builds", err=True)
+    note(f"{model}: fast path verified against the model transformers builds")
     return slow
 
 
 def revision_option() -> Any:
     """``--revision REV``: a branch, tag or commit of a hub id."""
-    return typer.Option(None, "--revision", help="Branch, tag or commit of a hub id (default: main).")
+    return typer.Option(None, "--revision", help="Branch, tag or commit of a hub id (default: main).", metavar="REV")
 
 
 def no_cache_option() -> Any:

@@ -9,7 +9,20 @@ from typing import Any
 import typer
 
 from ..errors import ConfigError, LoraRegistryError
-from .common import handle_errors, inspect_model, no_cache_option, plugin_host, revision_option
+from .common import (
+    format_option,
+    handle_errors,
+    inspect_model,
+    joined,
+    json_option,
+    list_option,
+    no_cache_option,
+    pick_format,
+    plugin_host,
+    plugin_option,
+    quiet_option,
+    revision_option,
+)
 
 FORMATS = ("table", "json")
 #: the standard choices every comparison shows: (label, roles, rank, per-role ranks), or a preset's name
@@ -26,25 +39,31 @@ def compare(
     model: str = typer.Argument(
         ..., help="model_type, config.json or its folder, or a hub id (owner/name[@revision])."
     ),
-    preset: list[str] | None = typer.Option(None, "--preset", help="Also compare this preset (repeatable)."),
+    preset: list[str] | None = typer.Option(
+        None, "--preset", help="Also compare this preset (repeatable).", metavar="NAME"
+    ),
     presets_file: Path | None = typer.Option(
         None, "--presets", help="A TOML file of your own [presets.NAME] tables (default: $LORA_REGISTRY_PRESETS)."
     ),
-    scope: str = typer.Option("language", "--scope", help="language, vision, audio, projector (comma list)."),
-    output_format: str = typer.Option("table", "--format", "-f", help="table or json."),
+    scope: list[str] | None = list_option(
+        "--scope", help="language, vision, audio, projector (comma list) [default: language].", metavar="SCOPES"
+    ),
+    output_format: str = format_option(FORMATS),
+    as_json: bool = json_option(),
     trust_remote_code: bool = typer.Option(
         False, "--trust-remote-code", help="Allow a config's own Python code to run."
     ),
     revision: str | None = revision_option(),
-    plugin: str | None = typer.Option(None, "--plugin", help="Ask only this plugin."),
+    plugin: str | None = plugin_option(),
     no_cache: bool = no_cache_option(),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Show q,v r8; q,k,v,o r8; qv8-ffn4; all r16 (and any --preset) side by side: trainable parameters, share, memory."""
     from ..resolution import parse_scopes
 
-    if output_format not in FORMATS:
-        raise ConfigError(f"unknown format {output_format!r}; choose from {', '.join(FORMATS)}")
-    parse_scopes(scope)
+    output_format = pick_format(output_format, as_json, FORMATS)
+    scope_spec = joined(scope) or "language"
+    parse_scopes(scope_spec)
     host = plugin_host(presets_file)  # plugins' fragments and the user's file add presets
     registry = host.registry
     unknown = [name for name in preset or [] if name not in registry.presets]
@@ -54,7 +73,7 @@ def compare(
     model_map = inspect_model(
         model, host, trust_remote_code=trust_remote_code, plugin=plugin, cache=not no_cache, revision=revision
     )
-    rows = [compare_row(model_map, choice, registry, scope) for choice in choices]
+    rows = [compare_row(model_map, choice, registry, scope_spec) for choice in choices]
     if output_format == "json":
         doc = {
             "model": model_map.model,

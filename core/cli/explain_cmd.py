@@ -8,7 +8,18 @@ from typing import Any
 
 import typer
 
-from .common import handle_errors, plugin_host, revision_option
+from .common import (
+    format_option,
+    handle_errors,
+    json_option,
+    pick_format,
+    plugin_host,
+    plugin_option,
+    quiet_option,
+    revision_option,
+)
+
+FORMATS = ("table", "json")
 
 
 @handle_errors
@@ -17,24 +28,26 @@ def explain(
     model: str = typer.Argument(
         ..., help="model_type, config.json or its folder, or a hub id (owner/name[@revision])."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the explanation as JSON."),
+    as_json: bool = json_option(),
+    output_format: str = format_option(FORMATS),
     trust_remote_code: bool = typer.Option(
         False, "--trust-remote-code", help="Allow a config's own Python code to run."
     ),
     revision: str | None = revision_option(),
-    plugin: str | None = typer.Option(None, "--plugin", help="Ask only this plugin."),
+    plugin: str | None = plugin_option(),
     presets_file: Path | None = typer.Option(
         None,
         "--presets",
         help="A TOML file of your own [presets.NAME] and [architectures.TYPE] tables (default: $LORA_REGISTRY_PRESETS).",
     ),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Explain ADAPTER_CONFIG on MODEL: roles, layers and modules adapted, trainable parameters, entries matching nothing."""
     from .. import explain as explaining
     from ..hub import with_revision
 
     model = with_revision(model, revision)  # a bad revision fails before the adapter config is read
-
+    as_json = pick_format(output_format, as_json, FORMATS) == "json"
     result = explaining.explain(
         adapter_config,
         model,
@@ -50,26 +63,31 @@ def explain(
     print_all(explain_tables(result))
 
 
-def explain_tables(result) -> list[Any]:
+def explain_tables(result: Any) -> list[Any]:
     """Adapted leaves by role and scope, the cost, the entries that match nothing, then warnings."""
-    from rich.table import Table
-    from rich.text import Text
-
     from ..resolution import format_layers
-    from .tables import group_names
+    from .tables import Column, Grid, Line, group_names
 
     mm = result.model_map
-    table = Table(title=f"{result.source} on {mm.model} ({mm.model_type}, plugin {mm.plugin})")
-    for column, justify in (
-        ("role", "left"),
-        ("scope", "left"),
-        ("leaves", "right"),
-        ("layers", "left"),
-        ("names", "left"),
-        ("rank", "right"),
-        ("trainable", "right"),
-    ):
-        table.add_column(column, justify="right" if justify == "right" else "left", overflow="fold")
+    table = Grid(
+        f"{result.source} on {mm.model} ({mm.model_type}, plugin {mm.plugin})",
+        [
+            Column("role", "role"),
+            Column("scope", "scope"),
+            Column("leaves", "leaves", justify="right"),
+            Column("layers", "layers", wrap=","),
+            Column("names", "names"),
+            Column("rank", "rank", justify="right"),
+            Column("trainable", "trainable", justify="right"),
+        ],
+        [
+            ("role", "scope", "leaves", "layers", "names", "rank", "trainable"),
+            ("role", "scope", "layers", "names", "rank", "trainable"),
+            ("role", "scope", "names", "rank", "trainable"),
+            ("role", "scope", "names", "trainable"),
+            ("role", "names", "trainable"),
+        ],
+    )
     for role in result.by_role():
         by_scope: dict[str, list] = {}
         for target in result.targets:
@@ -78,16 +96,16 @@ def explain_tables(result) -> list[Any]:
         for scope, targets in sorted(by_scope.items(), key=lambda item: (item[0] != "language", item[0])):
             ranks = sorted({t.rank for t in targets if t.rank is not None})
             table.add_row(
-                role if role != "null" else "-",
-                scope,
-                str(len(targets)),
-                format_layers(t.layer for t in targets),
-                ", ".join(group_names([t.name for t in targets])),
-                ",".join(map(str, ranks)) or "-",
-                f"{sum(t.trainable for t in targets):,}",
-                style=None if scope == "language" else "yellow",
+                None if scope == "language" else "yellow",
+                role=role if role != "null" else "-",
+                scope=scope,
+                leaves=str(len(targets)),
+                layers=format_layers(t.layer for t in targets),
+                names="\n".join(group_names([t.name for t in targets])),
+                rank=",".join(map(str, ranks)) or "-",
+                trainable=f"{sum(t.trainable for t in targets):,}",
             )
-    table.add_row("total", "", str(len(result.targets)), "", "", "", f"{result.lora_parameters:,}", style="bold")
+    table.add_row("bold", role="total", leaves=str(len(result.targets)), trainable=f"{result.lora_parameters:,}")
     base = mm.base_parameters
     cost = f"trainable parameters: {result.trainable_parameters:,}"
     if base:
@@ -95,18 +113,20 @@ def explain_tables(result) -> list[Any]:
     extra = result.trainable_parameters - result.lora_parameters
     if extra:
         cost += f"; LoRA {result.lora_parameters:,} + modules_to_save copies {extra:,}"
-    out: list[Any] = [table, Text(cost)] if result.targets else []
+    out: list[Any] = [table, Line(cost)] if result.targets else []
     if result.error:
-        out.append(Text(f"nothing is adapted: {result.error}", style="red"))
+        out.append(Line(f"nothing is adapted: {result.error}", style="red"))
     if result.no_ops:
-        no_ops = Table(title="entries that match nothing (silent no-ops)")
-        for column in ("field", "entry", "why"):
-            no_ops.add_column(column, overflow="fold")
+        no_ops = Grid(
+            "entries that match nothing (silent no-ops)",
+            [Column("field", "field"), Column("entry", "entry"), Column("why", "why", wrap="words")],
+            [("field", "entry", "why")],
+        )
         for entry in result.no_ops:
-            no_ops.add_row(entry.field, str(entry.entry), entry.reason or "")
+            no_ops.add_row(field=entry.field, entry=str(entry.entry), why=entry.reason or "")
         out.append(no_ops)
     else:
-        out.append(Text(f"every entry matches something ({len(result.entries)} checked)"))
+        out.append(Line(f"every entry matches something ({len(result.entries)} checked)"))
     for warning in result.warnings:
-        out.append(Text(f"warning: {warning}", style="yellow"))
+        out.append(Line(f"warning: {warning}", style="yellow"))
     return out

@@ -7,7 +7,20 @@ from pathlib import Path
 
 import typer
 
-from .common import handle_errors, inspect_model, no_cache_option, plugin_host, revision_option
+from .common import (
+    format_option,
+    handle_errors,
+    inspect_model,
+    json_option,
+    no_cache_option,
+    pick_format,
+    plugin_host,
+    plugin_option,
+    quiet_option,
+    revision_option,
+)
+
+FORMATS = ("table", "json")
 
 
 @handle_errors
@@ -15,7 +28,9 @@ def inspect_command(
     model: str = typer.Argument(
         ..., help="model_type, config.json or its folder, or a hub id (owner/name[@revision])."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the ModelMap as JSON (every leaf, not grouped)."),
+    as_json: bool = json_option(),
+    output_format: str = format_option(FORMATS, "table, or json: every leaf, not grouped, with null_reason."),
+    why: bool = typer.Option(False, "--why", help="Add a column saying why a leaf has no role."),
     presets_file: Path | None = typer.Option(
         None,
         "--presets",
@@ -25,13 +40,15 @@ def inspect_command(
         False, "--trust-remote-code", help="Allow a config's own Python code to run."
     ),
     revision: str | None = revision_option(),
-    plugin: str | None = typer.Option(None, "--plugin", help="Ask only this plugin."),
+    plugin: str | None = plugin_option(),
     verify: bool = typer.Option(
         False, "--verify", help="Build the model anyway and check the config-only fast path against it."
     ),
     no_cache: bool = no_cache_option(),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Show every LoRA-targetable leaf of MODEL: role, shape, layer, scope; parameter totals by role."""
+    as_json = pick_format(output_format, as_json, FORMATS) == "json"
     host = plugin_host(presets_file)
     model_map = inspect_model(
         model,
@@ -44,6 +61,8 @@ def inspect_command(
     )
     if as_json:
         data = model_map.to_dict()
+        for entry in data["modules"]:  # why a leaf has no role, where the answering plugin said
+            entry["null_reason"] = model_map.null_reasons.get(entry["name"])
         data["parameters_by_role"] = model_map.parameter_totals()
         data["total_parameters"] = model_map.base_parameters
         data["warnings"] = list(model_map.warnings)
@@ -51,4 +70,4 @@ def inspect_command(
         return
     from .tables import inspect_tables, print_all
 
-    print_all(inspect_tables(model_map))
+    print_all(inspect_tables(model_map, why=why))

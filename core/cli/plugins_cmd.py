@@ -7,10 +7,21 @@ from typing import Any
 
 import typer
 
+from .common import format_option, handle_errors, json_option, pick_format, quiet_option
 
-def plugins(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+FORMATS = ("table", "json")
+
+
+@handle_errors
+def plugins(
+    as_json: bool = json_option(),
+    output_format: str = format_option(FORMATS),
+    quiet: bool = quiet_option(),
+) -> None:
     """List plugins in the order they are asked: source package, version, model types, hooks."""
     from ..hookspecs import HOOKSPEC_VERSION
+
+    as_json = pick_format(output_format, as_json, FORMATS) == "json"
     from ..host import get_plugin_host
 
     host = get_plugin_host()
@@ -40,32 +51,44 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")
             )
         )
         return
-    from rich.markup import escape
-    from rich.table import Table
-    from rich.text import Text
+    from .tables import Column, Grid, Line, print_all
 
-    from .tables import print_all
-
-    table = Table(title=f"plugins (hookspec version {HOOKSPEC_VERSION}), in the order they are asked")
-    for column in ("#", "plugin", "package", "version", "model types", "hooks"):
-        table.add_column(column)
+    table = Grid(
+        f"plugins (hookspec version {HOOKSPEC_VERSION}), in the order they are asked",
+        [
+            Column("#", "#", justify="right"),
+            Column("plugin", "plugin"),
+            Column("package", "package"),
+            Column("version", "version"),
+            Column("types", "model types", wrap="words"),
+            Column("hooks", "hooks", wrap="words"),
+        ],
+        [("#", "plugin", "package", "version", "types", "hooks"), ("#", "plugin", "package", "types", "hooks")],
+    )
     for row in rows:
         mts = row["model_types"]
         shown = ", ".join(mts[:8]) + (f" (+{len(mts) - 8})" if len(mts) > 8 else "")
         table.add_row(
-            str(row["precedence"] or "-"),
-            row["name"],
-            row["package"],
-            row["version"],
-            shown,
-            ", ".join(h.replace("lora_registry_", "") for h in row["hooks"]),
+            **{"#": str(row["precedence"] or "-")},
+            plugin=row["name"],
+            package=row["package"],
+            version=row["version"],
+            types=shown,
+            hooks=", ".join(h.replace("lora_registry_", "") for h in row["hooks"]),
         )
-    who = Table(title="who answers which model type (any other: the generic fallback)")
-    for column in ("model type", "answered by", "why", "also named by"):
-        who.add_column(column)
+    who = Grid(
+        "who answers which model type (any other: the generic fallback)",
+        [
+            Column("type", "model type"),
+            Column("plugin", "answered by"),
+            Column("why", "why", wrap="words"),
+            Column("also", "also named by", wrap="words"),
+        ],
+        [("type", "plugin", "why", "also"), ("type", "plugin", "why")],
+    )
     for model_type, answer in answers.items():
-        who.add_row(model_type, answer["plugin"], escape(answer["why"]), ", ".join(answer["also"]) or "-")
+        who.add_row(type=model_type, plugin=answer["plugin"], why=answer["why"], also=", ".join(answer["also"]) or "-")
     out: list[Any] = [table, who]
     for failure in failures:
-        out.append(Text(f"failed: {failure['plugin']}: {failure['error']}", style="red"))
+        out.append(Line(f"failed: {failure['plugin']}: {failure['error']}", style="red"))
     print_all(out)

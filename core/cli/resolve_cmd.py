@@ -12,17 +12,37 @@ from ..errors import ConfigError
 from ..settings import LoraSettings
 from .common import (
     check_output,
+    format_option,
     handle_errors,
     inspect_model,
+    joined,
+    json_option,
+    list_option,
     no_cache_option,
+    note,
+    output_option,
+    output_path,
     parse_pairs,
+    pick_format,
     plugin_host,
+    plugin_option,
+    quiet_option,
     revision_option,
     write_atomic,
 )
 
 #: peft is adapter_config.json; the trainers' formats are written by lora_registry.exports
 FORMATS = ("table", "json", "peft", "axolotl", "llamafactory", "unsloth", "torchtune")
+#: the file ``-o FOLDER/`` writes in FOLDER, per format: the name each tool looks for, or a plain one
+FILE_NAMES = {
+    "table": "lora-registry.txt",
+    "json": "lora-registry.json",
+    "peft": "adapter_config.json",
+    "axolotl": "axolotl.yaml",
+    "llamafactory": "llamafactory.yaml",
+    "unsloth": "unsloth.py",
+    "torchtune": "torchtune.yaml",
+}
 
 
 @handle_errors
@@ -30,18 +50,30 @@ def resolve(
     model: str = typer.Argument(
         ..., help="model_type, config.json or its folder, or a hub id (owner/name[@revision])."
     ),
-    roles: str | None = typer.Option(None, "--roles", "-r", help="Comma list of roles and aliases, e.g. q,v,ffn."),
+    roles: list[str] | None = list_option(
+        "--roles", "-r", help="Comma list of roles and aliases, e.g. q,v,ffn.", metavar="ROLES"
+    ),
     rank: int | None = typer.Option(None, "--rank", help="LoRA rank for every role [default: 8, or the preset's]."),
     alpha: float | None = typer.Option(None, "--alpha", help="lora_alpha [default: 2 x rank, or the preset's]."),
-    rank_for: list[str] | None = typer.Option(None, "--rank-for", help="Per-role rank, ROLE=N (repeatable)."),
-    alpha_for: list[str] | None = typer.Option(None, "--alpha-for", help="Per-role alpha, ROLE=X (repeatable)."),
-    preset: str | None = typer.Option(None, "--preset", help="A preset from registry.toml, e.g. qv8-ffn4."),
+    rank_for: list[str] | None = typer.Option(
+        None, "--rank-for", help="Per-role rank, ROLE=N (repeatable).", metavar="ROLE=N"
+    ),
+    alpha_for: list[str] | None = typer.Option(
+        None, "--alpha-for", help="Per-role alpha, ROLE=X (repeatable).", metavar="ROLE=X"
+    ),
+    preset: str | None = typer.Option(
+        None, "--preset", help="A preset from registry.toml, e.g. qv8-ffn4.", metavar="NAME"
+    ),
     presets_file: Path | None = typer.Option(
         None, "--presets", help="A TOML file of your own [presets.NAME] tables (default: $LORA_REGISTRY_PRESETS)."
     ),
-    scope: str = typer.Option("language", "--scope", help="language, vision, audio, projector (comma list)."),
+    scope: list[str] | None = list_option(
+        "--scope", help="language, vision, audio, projector (comma list) [default: language].", metavar="SCOPES"
+    ),
     strict: bool = typer.Option(False, "--strict", help="Refuse to widen q/k/v or gate/up onto a fused module."),
-    layers: str | None = typer.Option(None, "--layers", help="Only these layers of each stack, e.g. 0-7,24-31."),
+    layers: list[str] | None = list_option(
+        "--layers", help="Only these layers of each stack, e.g. 0-7,24-31.", metavar="LAYERS"
+    ),
     last_layers: int | None = typer.Option(None, "--last-layers", help="Only the last N layers of each stack."),
     dropout: float = typer.Option(0.0, "--dropout", help="lora_dropout, at least 0 and below 1."),
     bias: str = typer.Option("none", "--bias", help="none, all or lora_only: which biases train too."),
@@ -52,36 +84,33 @@ def resolve(
         "--init",
         help="init_lora_weights: true, false, gaussian, pissa, pissa_niter_N, olora, eva, corda, orthogonal, mica, lora_ga.",
     ),
-    modules_to_save: str | None = typer.Option(
-        None, "--modules-to-save", help="Comma list of roles or module names to train whole, e.g. lm-head."
+    modules_to_save: list[str] | None = list_option(
+        "--modules-to-save", help="Comma list of roles or module names to train whole, e.g. lm-head.", metavar="MODULES"
     ),
-    output_format: str = typer.Option(
-        "table",
-        "--format",
-        "-f",
-        help="table, json, peft (adapter_config.json), axolotl, llamafactory, unsloth or torchtune.",
+    output_format: str = format_option(
+        FORMATS, "table, json, peft (adapter_config.json), axolotl, llamafactory, unsloth or torchtune."
     ),
-    output: Path | None = typer.Option(
-        None, "--output", "-o", help="Write to FILE (only when the whole run succeeds)."
-    ),
+    as_json: bool = json_option(),
+    output: str | None = output_option("the format's usual file (adapter_config.json for peft)"),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --output file."),
     trust_remote_code: bool = typer.Option(
         False, "--trust-remote-code", help="Allow a config's own Python code to run."
     ),
     revision: str | None = revision_option(),
-    plugin: str | None = typer.Option(None, "--plugin", help="Ask only this plugin."),
+    plugin: str | None = plugin_option(),
     verify: bool = typer.Option(
         False, "--verify", help="Build the model anyway and check the config-only fast path against it."
     ),
     no_cache: bool = no_cache_option(),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Resolve roles onto MODEL's module names and print the LoRA config that adapts exactly those."""
     from ..resolution import parse_layer_selection, parse_scopes, resolve_map
     from ..roles import parse_roles
 
-    if output_format not in FORMATS:
-        raise ConfigError(f"unknown format {output_format!r}; choose from {', '.join(FORMATS)}")
-    check_output(output, force)
+    output_format = pick_format(output_format, as_json, FORMATS)
+    target = output_path(output, FILE_NAMES.get(output_format, f"lora-registry.{output_format}"))
+    check_output(target, force)
     host = plugin_host(presets_file)  # plugins' fragments and the user's file add presets and architectures
     registry = host.registry
     found = registry.presets.get(preset) if preset is not None else None
@@ -91,18 +120,18 @@ def resolve(
         lora_alpha=alpha,
         ranks=parse_pairs(rank_for, "--rank-for", int),
         alphas=parse_pairs(alpha_for, "--alpha-for", float),
-        modules_to_save=modules_to_save,
+        modules_to_save=joined(modules_to_save),
         **peft_options(dropout, bias, rslora, dora, init),
     )
     if preset is not None and found is None:
         raise ConfigError(f"unknown preset {preset!r}; known: {', '.join(registry.presets)}")
-    roles = roles or (found.roles if found is not None else None)
-    if not roles:
+    role_spec = joined(roles) or (found.roles if found is not None else None)
+    if not role_spec:
         raise ConfigError("give --roles (e.g. --roles q,v,ffn) or --preset (see `lora-registry roles`)")
     # Bad roles, scopes and layer ranges fail before any model is read or built.
-    requests = parse_roles(roles, registry)
-    scopes = parse_scopes(scope)
-    selection = parse_layer_selection(layers, last_layers)
+    requests = parse_roles(role_spec, registry)
+    scopes = parse_scopes(joined(scope) or "language")
+    selection = parse_layer_selection(joined(layers), last_layers)
     model_map = inspect_model(
         model,
         host,
@@ -126,13 +155,13 @@ def resolve(
         from .tables import resolution_table
 
         renderable = resolution_table(plan)  # everything is checked before anything is printed
-    if output is not None:
+    if target is not None:
         if text is None:
             from .tables import render_plain
 
             text = render_plain(renderable)
-        write_atomic(output, text)
-        typer.echo(f"wrote {output}", err=True)
+        write_atomic(target, text)
+        note(f"wrote {target}")
     elif text is not None:
         typer.echo(text, nl=False)
     else:

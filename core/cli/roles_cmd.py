@@ -7,19 +7,24 @@ from pathlib import Path
 
 import typer
 
-from .common import handle_errors
+from .common import format_option, handle_errors, json_option, pick_format, quiet_option
+
+FORMATS = ("table", "json")
 
 
 @handle_errors
 def roles(
-    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+    as_json: bool = json_option(),
     presets_file: Path | None = typer.Option(
         None, "--presets", help="A TOML file of your own [presets.NAME] tables (default: $LORA_REGISTRY_PRESETS)."
     ),
+    output_format: str = format_option(FORMATS),
+    quiet: bool = quiet_option(),
 ) -> None:
     """List the roles, the aliases that expand to them, and the presets."""
     from .common import plugin_host
 
+    as_json = pick_format(output_format, as_json, FORMATS) == "json"
     registry = plugin_host(presets_file).registry  # plugins' fragments and the user's file too
     if as_json:
         typer.echo(
@@ -43,26 +48,39 @@ def roles(
             )
         )
         return
-    from rich.table import Table
+    from .tables import Column, Grid, print_all
 
-    from .tables import print_all
-
-    table = Table(title="roles")
-    table.add_column("role")
-    table.add_column("meaning")
+    table = Grid("roles", [Column("role", "role"), Column("meaning", "meaning", wrap="words")], [("role", "meaning")])
     for role, text in registry.roles.items():
-        table.add_row(role, text)
-    aliases = Table(title="aliases")
-    aliases.add_column("alias")
-    aliases.add_column("roles")
+        table.add_row(role=role, meaning=text)
+    aliases = Grid("aliases", [Column("alias", "alias"), Column("roles", "roles", wrap="words")], [("alias", "roles")])
     for alias, targets in registry.aliases.items():
-        aliases.add_row(alias, ", ".join(targets))
-    presets = Table(title="presets")
-    for column in ("preset", "roles", "rank", "alpha", "overrides", "description"):
-        presets.add_column(column)
+        aliases.add_row(alias=alias, roles=", ".join(targets))
+    presets = Grid(
+        "presets",
+        [
+            Column("preset", "preset"),
+            Column("roles", "roles", wrap=","),
+            Column("rank", "rank", justify="right"),
+            Column("alpha", "alpha", justify="right"),
+            Column("overrides", "overrides", wrap="words"),
+            Column("description", "description", wrap="words"),
+        ],
+        [
+            ("preset", "roles", "rank", "alpha", "overrides", "description"),
+            ("preset", "roles", "rank", "alpha", "overrides"),
+        ],
+    )
     for name, p in registry.presets.items():
         over = ", ".join(
             [f"{k} r{v}" for k, v in p.rank_for.items()] + [f"{k} alpha {v:g}" for k, v in p.alpha_for.items()]
         )
-        presets.add_row(name, p.roles, str(p.rank), f"{p.alpha:g}", over, p.description)
+        presets.add_row(
+            preset=name,
+            roles=p.roles,
+            rank=str(p.rank),
+            alpha=f"{p.alpha:g}",
+            overrides=over,
+            description=p.description,
+        )
     print_all([table, aliases, presets])

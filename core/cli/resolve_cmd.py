@@ -12,8 +12,8 @@ from ..errors import ConfigError
 from ..settings import LoraSettings
 from .common import check_output, handle_errors, inspect_model, no_cache_option, parse_pairs, plugin_host, write_atomic
 
-#: peft is adapter_config.json; the trainers' formats are written by lora_registry.exports
-FORMATS = ("table", "json", "peft", "axolotl", "llamafactory", "unsloth", "torchtune")
+#: peft is adapter_config.json; the trainers' formats (lora_registry.exports.EXPORTS) are written by lora_registry.exports
+FORMATS = ("table", "json", "peft", "axolotl", "llamafactory", "unsloth", "torchtune", "mlx-lm", "ms-swift", "litgpt")
 
 
 @handle_errors
@@ -48,7 +48,14 @@ def resolve(
         "table",
         "--format",
         "-f",
-        help="table, json, peft (adapter_config.json), axolotl, llamafactory, unsloth or torchtune.",
+        help="table, json, peft (adapter_config.json), axolotl, llamafactory, unsloth, torchtune, mlx-lm, ms-swift "
+        "or litgpt.",
+    ),
+    task_type: str | None = typer.Option(
+        None,
+        "--task-type",
+        help="task_type in adapter_config.json: CAUSAL_LM, SEQ_2_SEQ_LM, SEQ_CLS, TOKEN_CLS, QUESTION_ANS, "
+        "FEATURE_EXTRACTION or none [default: from the model class built, e.g. CAUSAL_LM].",
     ),
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Write to FILE (only when the whole run succeeds)."
@@ -80,6 +87,7 @@ def resolve(
         ranks=parse_pairs(rank_for, "--rank-for", int),
         alphas=parse_pairs(alpha_for, "--alpha-for", float),
         modules_to_save=modules_to_save,
+        task_type=task_type,
         **peft_options(dropout, bias, rslora, dora, init),
     )
     if preset is not None and found is None:
@@ -95,15 +103,15 @@ def resolve(
         model, host, trust_remote_code=trust_remote_code, plugin=plugin, verify=verify, cache=not no_cache
     )
     plan = resolve_map(model_map, requests, scopes, strict=strict, layers=selection).plan(settings)
+    notes = list(plan.warnings)
     text = None
     if output_format == "json":
         text = json.dumps(plan.to_dict(), indent=2) + "\n"
     elif output_format == "peft":
         text = plan.adapter_config()
     elif output_format != "table":
-        from ..exports import EXPORTS, render
-
-        text = render(output_format, EXPORTS[output_format](plan))
+        text, said = export_text(output_format, plan)
+        notes += said
     else:
         from .tables import resolution_table
 
@@ -114,13 +122,32 @@ def resolve(
 
             text = render_plain(renderable)
         write_atomic(output, text)
-        typer.echo(f"wrote {output}", err=True)
     elif text is not None:
         typer.echo(text, nl=False)
     else:
         from .tables import print_all
 
         print_all(renderable)
+    for note in notes:  # whatever the format: a file or a table on stdout must not hide them
+        typer.echo(f"warning: {note}", err=True)
+    if output is not None:
+        typer.echo(f"wrote {output}", err=True)
+
+
+def export_text(name: str, plan: Any) -> tuple[str, list[str]]:
+    """A trainer's export as text, and what the exporter warned about (``ExportWarning``)."""
+    import warnings
+
+    from ..exports import EXPORTS, ExportWarning, render
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ExportWarning)
+        text = render(name, EXPORTS[name](plan))
+    said = [str(w.message) for w in caught if issubclass(w.category, ExportWarning)]
+    for w in caught:  # anything else is not ours to reword
+        if not issubclass(w.category, ExportWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return text, said
 
 
 def peft_options(dropout: float, bias: str, rslora: bool, dora: bool, init: str) -> dict[str, Any]:

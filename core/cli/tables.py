@@ -40,7 +40,7 @@ def print_all(renderables: list[Any]) -> None:
 
 
 def resolution_table(plan: Any) -> list[Any]:
-    """Per-role modules, rank and trainable parameters, what else trains, then cost, PEFT targets and warnings."""
+    """Per-role modules, rank and trainable parameters, what else trains, then cost and PEFT targets."""
     result, cost, options = plan.resolution, plan.cost, plan.settings
     doc = plan.to_dict()
     table = Table(title=f"{result.model_map.model} ({result.model_map.model_type}, plugin {result.model_map.plugin})")
@@ -68,11 +68,12 @@ def resolution_table(plan: Any) -> list[Any]:
     lines.append(Text(f"target_modules: {_fmt(doc['target_modules'])}"))
     if doc["target_parameters"]:
         lines.append(Text(f"target_parameters: {_fmt(doc['target_parameters'])}"))
+    if plan.layers_to_transform is not None:
+        pattern = f", layers_pattern: {_fmt(plan.layers_pattern)}" if plan.layers_pattern is not None else ""
+        lines.append(Text(f"layers_to_transform: {_layers(plan.layers_to_transform)}{pattern}"))
     if plan.modules_to_save:
         lines.append(Text(f"modules_to_save: {_fmt(plan.modules_to_save)}"))
-    for warning in result.warnings:
-        lines.append(Text(f"warning: {warning}", style="yellow"))
-    return lines
+    return lines  # warnings go to stderr (resolve prints them whatever the format)
 
 
 def compare_table(model_map, rows: list[dict], registry) -> list[Any]:

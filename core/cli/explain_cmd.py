@@ -8,14 +8,33 @@ from typing import Any
 
 import typer
 
+from ..errors import ConfigError
 from .common import handle_errors, plugin_host
 
 
 @handle_errors
 def explain(
-    adapter_config: str = typer.Argument(..., help="adapter_config.json, or the folder holding it."),
-    model: str = typer.Argument(..., help="model_type, config.json or its folder, or a cached hub id."),
+    adapter_config: str = typer.Argument(
+        ...,
+        help="adapter_config.json, its folder or the adapter's hub id; or a trainer's config: axolotl YAML, "
+        "LLaMA-Factory YAML/JSON, a .py file with an Unsloth get_peft_model call, unsloth train --config YAML.",
+    ),
+    model: str | None = typer.Argument(
+        None,
+        help="model_type, config.json or its folder, or a hub id [default: the base model the config names].",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the explanation as JSON."),
+    check: bool = typer.Option(
+        False,
+        "--check",
+        help="Exit 1, one line per problem on stderr, if it adapts nothing, an entry matches nothing, or it "
+        "reaches a tower, projector, router or embedding --allow does not name.",
+    ),
+    allow: str | None = typer.Option(
+        None,
+        "--allow",
+        help="With --check: what it may reach, a comma list of vision, audio, projector, router, embed, lm-head.",
+    ),
     trust_remote_code: bool = typer.Option(
         False, "--trust-remote-code", help="Allow a config's own Python code to run."
     ),
@@ -29,6 +48,9 @@ def explain(
     """Explain ADAPTER_CONFIG on MODEL: roles, layers and modules adapted, trainable parameters, entries matching nothing."""
     from .. import explain as explaining
 
+    allowed = explaining.check_allow(allow or "")  # a bad --allow fails before any model is read
+    if allow is not None and not check:
+        raise ConfigError("--allow only applies with --check")
     result = explaining.explain(
         adapter_config,
         model,
@@ -38,14 +60,22 @@ def explain(
     )
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
-        return
-    from .tables import print_all
+    else:
+        from .tables import print_all
 
-    print_all(explain_tables(result))
+        print_all(explain_tables(result))
+        for warning in result.warnings:
+            typer.echo(f"warning: {warning}", err=True)
+    if check:
+        problems = result.problems(allowed)
+        for problem in problems:
+            typer.echo(f"check: {problem}", err=True)
+        if problems:
+            raise typer.Exit(1)
 
 
 def explain_tables(result) -> list[Any]:
-    """Adapted leaves by role and scope, the cost, the entries that match nothing, then warnings."""
+    """Adapted leaves by role and scope, the cost, then the entries that match nothing."""
     from rich.table import Table
     from rich.text import Text
 
@@ -53,7 +83,8 @@ def explain_tables(result) -> list[Any]:
     from .tables import group_names
 
     mm = result.model_map
-    table = Table(title=f"{result.source} on {mm.model} ({mm.model_type}, plugin {mm.plugin})")
+    what = f"{result.source} ({result.trainer})" if result.trainer else result.source
+    table = Table(title=f"{what} on {mm.model} ({mm.model_type}, plugin {mm.plugin})")
     for column, justify in (
         ("role", "left"),
         ("scope", "left"),
@@ -101,6 +132,4 @@ def explain_tables(result) -> list[Any]:
         out.append(no_ops)
     else:
         out.append(Text(f"every entry matches something ({len(result.entries)} checked)"))
-    for warning in result.warnings:
-        out.append(Text(f"warning: {warning}", style="yellow"))
-    return out
+    return out  # warnings go to stderr

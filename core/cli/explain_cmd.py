@@ -21,7 +21,7 @@ def explain(
     ),
     model: str | None = typer.Argument(
         None,
-        help="model_type, config.json or its folder, or a hub id [default: the base model the config names].",
+        help="model_type, config.json or its folder, or a hub id (default: the base model the config names).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the explanation as JSON."),
     check: bool = typer.Option(

@@ -55,7 +55,7 @@ def resolve(
         None,
         "--task-type",
         help="task_type in adapter_config.json: CAUSAL_LM, SEQ_2_SEQ_LM, SEQ_CLS, TOKEN_CLS, QUESTION_ANS, "
-        "FEATURE_EXTRACTION or none [default: from the model class built, e.g. CAUSAL_LM].",
+        "FEATURE_EXTRACTION or none (default: the one for the model class built, e.g. CAUSAL_LM).",
     ),
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Write to FILE (only when the whole run succeeds)."

@@ -499,6 +499,11 @@ def test_llamafactory_config_as_it_builds_it(tmp_path, tiny):
     result = explain(json_file)
     assert {t.role for t in result.targets} == {"attention-q"} and {t.scope for t in result.targets} == {"language"}
     assert [(e.field, e.entry) for e in result.no_ops] == [("lora_target", "query_key_value")]
+    # use_unsloth: model/adapter.py hands its arguments to Unsloth's FastLanguageModel.get_peft_model instead
+    config = {"model_name_or_path": tiny["llama"], "lora_target": "q_proj,embed_tokens", "use_unsloth": True}
+    result = explain(write(tmp_path, config, "lf-unsloth.json"))
+    assert {t.role for t in result.targets} == {"attention-q"}  # Unsloth trains embed_tokens whole instead
+    assert result.saved == {"model.embed_tokens": 128 * 64}
 
 
 def test_unsloth_studio_config(tmp_path, tiny):

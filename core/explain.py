@@ -25,9 +25,14 @@ from . import peft_compat
 from .errors import ConfigError
 from .inspection import Leaf, ModelMap, inspect
 from .resolution import format_layers
+from .trainer_configs import TrainerConfig, read_trainer_config
 
 CONFIG_NAME = "adapter_config.json"
 _ADAPTER = "default"  # get_peft_model's adapter name
+#: what ``Explanation.problems`` flags unless allowed: scopes beyond the language model, and these roles
+CHECKED_SCOPES = ("vision", "audio", "projector")
+CHECKED_ROLES = ("router", "embed", "lm-head")
+_WHAT = {"router": "the MoE router", "embed": "the input embedding", "lm-head": "the LM head"}
 
 
 @dataclass(frozen=True)
@@ -80,13 +85,17 @@ class Explanation:
 
     source: str
     model_map: ModelMap
-    config: Any = field(repr=False)  # the peft.LoraConfig as read
+    config: Any = field(repr=False)  # the peft.LoraConfig as read, or as the trainer builds it
     targets: list[Target]
     entries: list[Entry]
     trainable_parameters: int  # everything PEFT makes trainable: LoRA weights and modules_to_save copies
     lora_parameters: int
     warnings: list[str] = field(default_factory=list)
     error: str | None = None  # PEFT's refusal, one line (then nothing is adapted)
+    #: the trainer whose config was read (``"axolotl"``, ``"Unsloth FastModel.get_peft_model"``); None for adapter_config.json
+    trainer: str | None = None
+    #: ``{module name: parameters}`` of the full copies ``modules_to_save`` trains
+    saved: dict[str, int] = field(default_factory=dict)
 
     @property
     def no_ops(self) -> list[Entry]:
@@ -122,6 +131,37 @@ class Explanation:
             for role in order
         }
 
+    def problems(self, allow: Any = ()) -> list[str]:
+        """What a CI check fails on, one line each: adapting nothing, entries matching nothing, and reaching a
+        scope (vision, audio, projector) or role (router, embed, lm-head) not named in ``allow``.
+
+        ``allow`` is a comma list or a list of those names (``check_allow``). LoRA on a role and a full
+        copy through ``modules_to_save`` both count as reaching it.
+        """
+        allowed = check_allow(allow)
+        out = []
+        if self.error:
+            out.append(f"adapts nothing: {self.error}")
+        elif not self.targets and not self.saved:
+            out.append("adapts nothing")
+        for entry in self.no_ops:
+            out.append(f"{entry.field} entry {entry.entry!r} matches nothing: {entry.reason}")
+        for scope in CHECKED_SCOPES:
+            names = sorted(t.name for t in self.targets if t.scope == scope)
+            if names and scope not in allowed:
+                where = "the projector" if scope == "projector" else f"the {scope} tower"
+                out.append(f"reaches {where}: {_n(len(names), 'leaf')} (e.g. {names[0]}); --allow {scope} if intended")
+        roles = self.model_map.roles
+        for role in CHECKED_ROLES:
+            names = sorted(t.name for t in self.targets if t.role == role)
+            copies = sorted(name for name in self.saved if roles.get(name) == role)
+            if (names or copies) and role not in allowed:
+                how = f"with LoRA ({_n(len(names), 'leaf')}, e.g. {names[0]})" if names else ""
+                how += " and " if names and copies else ""
+                how += f"as a full copy through modules_to_save ({copies[0]})" if copies else ""
+                out.append(f"adapts {_WHAT[role]} {how}; --allow {role} if intended")
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """The ``explain --json`` document (stable key order; lists in model or config order)."""
         target_modules = self.config.target_modules
@@ -129,6 +169,7 @@ class Explanation:
             target_modules = sorted(target_modules)
         return {
             "adapter_config": self.source,
+            "trainer": self.trainer,
             "model": self.model_map.model,
             "model_type": self.model_map.model_type,
             "plugin": self.model_map.plugin,
@@ -151,35 +192,114 @@ class Explanation:
 
 
 # --------------------------------------------------------------------------- reading the config
+@dataclass(frozen=True)
+class AdapterSource:
+    """What ``explain`` was given, read: an adapter config (``config``, a ``LoraConfig``) or a trainer's own config."""
+
+    source: str
+    config: Any = None
+    notes: tuple[str, ...] = ()
+    #: the model the file names (``base_model_name_or_path``, axolotl's ``base_model``, ...), if any
+    base_model: str | None = None
+    trainer: TrainerConfig | None = None
+
+
+def read_adapter(adapter: Any) -> AdapterSource:
+    """Read what ``explain`` explains, checking everything that can be checked without the model.
+
+    ``adapter`` is an ``adapter_config.json`` path or its folder, an adapter's hub id (its
+    ``adapter_config.json``, from the local Hugging Face cache or the hub), a dict or ``LoraConfig``,
+    or a trainer's config: axolotl YAML, LLaMA-Factory YAML or JSON, a ``.py`` file with one Unsloth
+    ``get_peft_model(...)`` call, or ``unsloth train --config`` YAML / JSON. Anything else raises
+    ``ConfigError`` (or ``ModelLoadError`` for the hub) with one line.
+    """
+    if isinstance(adapter, Mapping):
+        source, data = "adapter config", dict(adapter)
+    elif hasattr(adapter, "peft_type") and hasattr(adapter, "to_dict"):  # a PEFT config object
+        source, data = "adapter config", adapter.to_dict()
+    else:
+        path = Path(adapter)
+        if not path.exists() and _looks_like_hub_id(str(adapter)):
+            path = hub_adapter_config(str(adapter))
+        if path.is_dir():
+            path = path / CONFIG_NAME
+            if not path.is_file():
+                raise ConfigError(f"{path.parent}: folder has no {CONFIG_NAME}")
+        source = str(path)
+        data = _read_file(path)
+    trainer = read_trainer_config(source, data)
+    if trainer is not None:
+        return AdapterSource(source, base_model=trainer.base_model, trainer=trainer)
+    config, notes = _lora_config(source, data)
+    base = data.get("base_model_name_or_path")
+    return AdapterSource(source, config, tuple(notes), base if isinstance(base, str) and base else None)
+
+
 def load_adapter_config(adapter_config: Any) -> tuple[Any, str, list[str]]:
     """Read an adapter config (a path to the JSON file or its folder, a dict, or a ``LoraConfig``) into a ``LoraConfig``.
 
     Returns ``(config, source label, PEFT's warnings while reading)``. Anything that is not a LoRA
     adapter config PEFT would load raises ``ConfigError`` with one line naming the problem.
     """
-    if isinstance(adapter_config, Mapping):
-        source, data = "adapter config", dict(adapter_config)
-    elif hasattr(adapter_config, "peft_type") and hasattr(adapter_config, "to_dict"):  # a PEFT config object
-        source, data = "adapter config", adapter_config.to_dict()
-    else:
-        path = Path(adapter_config)
-        if path.is_dir():
-            path = path / CONFIG_NAME
-            if not path.is_file():
-                raise ConfigError(f"{path.parent}: folder has no {CONFIG_NAME}")
-        source = str(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such file")
+    read = read_adapter(adapter_config)
+    if read.trainer is not None:
+        raise ConfigError(f"{read.source}: a {read.trainer.trainer} config, not an adapter config")
+    return read.config, read.source, list(read.notes)
+
+
+def hub_adapter_config(repo_id: str) -> Path:
+    """The ``adapter_config.json`` of the adapter's hub id (``owner/name[@revision]``): the cache first, else
+    downloaded (``hub.hub_file``: bounded, one precise line per failure, ``HF_HUB_OFFLINE`` respected)."""
+    from . import hub
+
+    return hub.hub_file(repo_id, CONFIG_NAME)
+
+
+def _looks_like_hub_id(text: str) -> bool:
+    return (
+        re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?", text) is not None
+        and not text.endswith((".json", ".yaml", ".yml", ".py"))
+        and not text.startswith((".", "/", "~"))
+    )
+
+
+def _read_file(path: Path) -> Any:
+    """A file's content: a parsed JSON or YAML mapping, or a ``.py`` file's text."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text, so not an adapter config") from None
+    if path.suffix == ".py":
+        return text
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path}: not UTF-8 text, so not an adapter config") from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            raise ConfigError(
+                f"{path}: not valid YAML ({getattr(exc, 'problem', None) or 'syntax error'}{where})"
+            ) from None
         if not isinstance(data, dict):
-            raise ConfigError(f"{path}: holds a JSON {_json_kind(data)}; an adapter config is a JSON object")
+            raise ConfigError(f"{path}: holds a YAML {_json_kind(data)}; a training config is a mapping")
+        return data
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: holds a JSON {_json_kind(data)}; an adapter config is a JSON object")
+    return data
+
+
+def _lora_config(source: str, data: dict[str, Any]) -> tuple[Any, list[str]]:
+    """An adapter config's data as a ``LoraConfig``, and PEFT's warnings while reading it."""
     peft_type = data.get("peft_type", "LORA")
     if peft_type != "LORA":
         raise ConfigError(f"{source}: peft_type is {peft_type!r}, not 'LORA'; explain reads LoRA adapter configs")
@@ -207,13 +327,26 @@ def load_adapter_config(adapter_config: Any) -> tuple[Any, str, list[str]]:
             raise ConfigError(f"{source}: PEFT's LoraConfig rejects it: {_one_line(exc)}") from None
     # e.g. keys this PEFT does not know, which it ignores (first sentence only: the rest is advice to upgrade)
     notes = [f"PEFT: {_one_line(w.message).split('. ')[0]}" for w in caught if "peft" in (w.filename or "")]
-    return config, source, notes
+    return config, notes
+
+
+def check_allow(allow: Any) -> set[str]:
+    """``--allow``: a comma list or list of scopes and roles ``Explanation.problems`` may pass; one-line ``ConfigError`` otherwise."""
+    try:
+        items = allow.split(",") if isinstance(allow, str) else list(allow or ())
+    except TypeError:
+        raise ConfigError(f"allow must be a comma list or a list of names, not {allow!r}") from None
+    names = {str(item).strip().lower() for item in items if str(item).strip()}
+    bad = sorted(names - set(CHECKED_SCOPES) - set(CHECKED_ROLES))
+    if bad:
+        raise ConfigError(f"--allow takes {', '.join(CHECKED_SCOPES + CHECKED_ROLES)}, not {', '.join(bad)}")
+    return names
 
 
 # --------------------------------------------------------------------------- explaining
 def explain(
     adapter_config: Any,
-    model: Any,
+    model: Any = None,
     *,
     trust_remote_code: bool = False,
     plugin_manager: Any = None,
@@ -222,14 +355,22 @@ def explain(
 ) -> Explanation:
     """Explain what ADAPTER_CONFIG adapts in MODEL, what it costs, and which of its entries match nothing.
 
-    ADAPTER_CONFIG is an ``adapter_config.json`` path, the folder holding it, its dict or a ``LoraConfig``; MODEL is
-    anything ``inspect`` accepts, or a ``ModelMap`` (a model the caller built is copied, not wrapped).
-    The config is applied with ``peft.get_peft_model`` in training mode (``inference_mode`` is
-    ignored, so the count is what training would create). If PEFT refuses it -- e.g. because
-    nothing matches -- the result carries PEFT's message in ``error`` and still checks every entry.
+    ADAPTER_CONFIG is anything ``read_adapter`` reads: an ``adapter_config.json`` path, the folder
+    holding it, an adapter's hub id, its dict or a ``LoraConfig``, or a trainer's config (axolotl,
+    LLaMA-Factory, Unsloth), for which the config PEFT gets is the one that trainer's code builds.
+    MODEL is anything ``inspect`` accepts, or a ``ModelMap`` (a model the caller built is copied, not
+    wrapped); ``None`` means the base model the file names. The config is applied with
+    ``peft.get_peft_model`` in training mode (``inference_mode`` is ignored, so the count is what
+    training would create). If PEFT refuses it -- e.g. because nothing matches -- the result carries
+    PEFT's message in ``error`` and still checks every entry.
     ``revision`` (a branch, tag or commit) applies to a hub id MODEL.
     """
-    config, source, notes = load_adapter_config(adapter_config)  # bad input fails before a model is built
+    read = read_adapter(adapter_config)  # bad input fails before a model is built
+    if model is None:
+        model = read.base_model
+        if model is None:
+            what = "base_model_name_or_path" if read.trainer is None else "base model"
+            raise ConfigError(f"{read.source}: names no {what}; give MODEL")
     from transformers import PretrainedConfig
 
     if isinstance(model, ModelMap):
@@ -241,14 +382,45 @@ def explain(
     module = model_map.module
     if isinstance(model, ModelMap) or not isinstance(model, (str, os.PathLike, PretrainedConfig)):
         module = copy.deepcopy(module)  # PEFT wraps in place; never change the caller's model
-    return _Explainer(config, source, model_map, module, notes).run()
+    if read.trainer is None:
+        return _Explainer(read.config, read.source, model_map, module, list(read.notes)).run()
+    built = read.trainer.lora_kwargs(module)
+    config = _trainer_lora_config(read, built.kwargs)
+    dropped = [Entry(fld, entry, 0, reason) for fld, entry, reason in built.dropped]
+    explainer = _Explainer(config, read.source, model_map, module, list(built.notes), dropped, read.trainer.label)
+    return explainer.run()
+
+
+def _trainer_lora_config(read: AdapterSource, kwargs: dict[str, Any]) -> Any:
+    """The ``LoraConfig`` a trainer builds, or one line saying PEFT would refuse it (the trainer would crash)."""
+    from peft import LoraConfig
+
+    label = read.trainer.label if read.trainer is not None else "the trainer"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return LoraConfig(**kwargs)
+        except (TypeError, ValueError, KeyError, ImportError) as exc:
+            raise ConfigError(
+                f"{read.source}: {label} would give PEFT a LoraConfig it rejects: {_one_line(exc)}"
+            ) from None
 
 
 class _Explainer:
     """The steps of ``explain``, sharing the model's names and PEFT's answers."""
 
-    def __init__(self, config, source: str, model_map: ModelMap, module, notes: list[str]):
+    def __init__(
+        self,
+        config,
+        source: str,
+        model_map: ModelMap,
+        module,
+        notes: list[str],
+        dropped: list[Entry] | None = None,
+        trainer: str | None = None,
+    ):
         self.config, self.source, self.model_map, self.module = config, source, model_map, module
+        self.dropped, self.trainer = list(dropped or []), trainer
         self.warnings = list(model_map.warnings) + notes
         self.leaves: dict[str, Leaf] = {leaf.name: leaf for leaf in model_map.leaves}
         self.module_names = [name for name, _ in module.named_modules() if name]
@@ -267,19 +439,32 @@ class _Explainer:
         adapted = targeted if error is None else set().union(*(h for h in hits.values() if isinstance(h, set)))
         entries = self._entries(hits, adapted, renames)
         targets = self._targets(targeted, ranks, lora)
-        self._warn(targets, hits, converted, renames, adapted)
+        saved = self._saved() if error is None else {}
+        self._warn(targets, hits, converted, renames, adapted, saved)
         lora_total = sum(lora.values())
         return Explanation(
             self.source,
             self.model_map,
             self.config,
             targets,
-            entries,
+            self.dropped + entries,
             lora_total + extra,
             lora_total,
             self.warnings,
             error,
+            self.trainer,
+            saved,
         )
+
+    def _saved(self) -> dict[str, int]:
+        """``{module: parameters}`` of the full copies ``modules_to_save`` makes (``_set_trainable``'s matching)."""
+        tree = self.model_map.tree
+        names = [
+            name
+            for name in self.all_module_names
+            if any(peft_compat.matches_modules_to_save(entry, name) for entry in self.config.modules_to_save or ())
+        ]
+        return {name: peft_compat.modules_to_save_parameters(tree, name) for name in dict.fromkeys(names)}
 
     # ------------------------------------------------------------------ PEFT
     def _converted(self):
@@ -437,16 +622,21 @@ class _Explainer:
         roles = {role for family in registry.names.values() for role, names in family.items() if short in names}
         related = roles | {registry.fused[r] for r in roles if r in registry.fused}
         related |= {r for r, fused in registry.fused.items() if fused in roles}
-        names = sorted(
-            {
-                leaf.short_name
-                for leaf in self.model_map.leaves
-                if leaf.scope == "language" and self.model_map.roles.get(leaf.name) in related
-            }
+        here = [
+            leaf
+            for leaf in self.model_map.leaves
+            if leaf.scope == "language" and self.model_map.roles.get(leaf.name) in related
+        ]
+        modules = sorted({leaf.short_name for leaf in here if leaf.kind == "module"})
+        # a 3-D expert tensor or a router's weight is a parameter: target_modules cannot reach it
+        parameters = sorted(
+            {f"{leaf.owner.rsplit('.', 1)[-1]}.{leaf.short_name}" for leaf in here if leaf.kind != "module"}
         )
-        if names:
+        if modules or parameters:
             usual = [role for role in registry.roles if role in roles]
-            return f" ({short} is {', '.join(usual)} elsewhere; here: {', '.join(names)})"
+            where = [f"target_modules {', '.join(modules)}"] if modules else []
+            where += [f"target_parameters {', '.join(parameters)}"] if parameters else []
+            return f" ({short} is {', '.join(usual)} elsewhere; here: {'; '.join(where)})"
         close = difflib.get_close_matches(short, sorted({leaf.short_name for leaf in self.model_map.leaves}), n=3)
         return f" (did you mean {', '.join(close)}?)" if close else ""
 
@@ -482,7 +672,7 @@ class _Explainer:
             )
         return out
 
-    def _warn(self, targets: list[Target], hits, converted, renames, adapted: set[str]) -> None:
+    def _warn(self, targets: list[Target], hits, converted, renames, adapted: set[str], saved: dict[str, int]) -> None:
         def through(names: set[str]) -> str:
             entries = [str(e) for (_, e), h in hits.items() if isinstance(h, set) and h & names]
             return f" through {', '.join(entries)}" if entries else ""
@@ -542,12 +732,19 @@ class _Explainer:
             why = (
                 "it changes which experts each token goes to and is usually left frozen"
                 if role == "router"
-                else "large, and rarely what a fine-tune needs"
+                else "rarely what a fine-tune needs"
             )
             self.warnings.append(
                 f"adapts {what} ({_n(len(names), 'leaf')}, e.g. {min(names)}, "
                 f"{cost:,} trainable){through(names)}: {why}"
             )
+        for name, count in saved.items():
+            kind = self.model_map.roles.get(name)
+            if kind in ("embed", "lm-head"):  # a full trainable copy: this is what is large
+                self.warnings.append(
+                    f"trains a full copy of {name} ({_WHAT[kind]}) through modules_to_save: {count:,} parameters, "
+                    f"{100 * count / max(self.model_map.base_parameters, 1):.2f}% of the model"
+                )
 
 
 def _n(count: int, word: str) -> str:

@@ -90,11 +90,19 @@ def cached_file(repo_id: str, filename: str = "config.json", revision: str | Non
 
 def config_file(source: str) -> Path:
     """The ``config.json`` of the hub id ``source`` (``owner/name[@revision]``): from the cache, else downloaded."""
+    return hub_file(source, "config.json")
+
+
+def hub_file(source: str, filename: str) -> Path:
+    """``filename`` of the hub id ``source`` (``owner/name[@revision]``): from the cache, else downloaded.
+
+    The download is bounded and fails in one precise line, as ``download_config`` does.
+    """
     repo_id, revision = parse_hub_id(source)
-    cached = cached_file(repo_id, "config.json", revision)
+    cached = cached_file(repo_id, filename, revision)
     if cached is not None:
         return cached
-    return download_config(repo_id, revision, label=source)
+    return _fetch(repo_id, filename, revision, source, time.monotonic() + HUB_TIMEOUT)
 
 
 def download_config(repo_id: str, revision: str | None = None, *, label: str | None = None) -> Path:

@@ -34,12 +34,50 @@ PLAIN_OPTIONS = frozenset({"lora_dropout", "bias", "use_rslora", "use_dora", "in
 
 
 # ----------------------------------------------------------------------------- matching rules
-def matches_target_modules(targets: str | Sequence[str], name: str) -> bool:
+def matches_target_modules(
+    targets: str | Sequence[str],
+    name: str,
+    *,
+    layers_to_transform: Sequence[int] | int | None = None,
+    layers_pattern: str | Sequence[str] | None = None,
+) -> bool:
     """``tuners_utils.check_target_module_exists`` without exclusions: a list entry ``t`` matches ``name``
-    when ``name == t`` or ``name`` ends with ``"." + t``; a string is a regex that must match the whole name."""
+    when ``name == t`` or ``name`` ends with ``"." + t``; a string is a regex that must match the whole name.
+
+    With ``layers_to_transform`` (a non-empty list, or an int), a name matched by a suffix (not one
+    given in full) must also carry one of those layer indices (``layer_index``); a name without one
+    is dropped.
+    """
     if isinstance(targets, str):
         return re.fullmatch(targets, name) is not None
-    return any(name == t or name.endswith("." + t) for t in targets)
+    if name in targets:
+        return True  # a full name is taken as is: the layer filter never applies to it
+    if not any(name.endswith("." + t) for t in targets):
+        return False
+    if layers_to_transform is None or (not isinstance(layers_to_transform, int) and len(layers_to_transform) == 0):
+        return True
+    index = layer_index(name, layers_pattern)
+    if index is None:
+        return False
+    return index == layers_to_transform if isinstance(layers_to_transform, int) else index in layers_to_transform
+
+
+def layer_index(name: str, layers_pattern: str | Sequence[str] | None = None) -> int | None:
+    """The layer index ``check_target_module_exists`` reads from a module name, or ``None``.
+
+    Without ``layers_pattern``: the first ``<segment>.<digits>.`` after at least one leading segment
+    (lazy, so an expert index further in never counts). With it: the first ``<pattern>.<digits>.``
+    at the start or after a dot, for the first pattern (inserted into the regex unescaped) that matches.
+    """
+    if layers_pattern is None or len(layers_pattern) == 0:
+        match = re.match(r".*?\.[^.]*\.(?P<idx>\d+)\.", name)
+    else:
+        match = None
+        for pattern in [layers_pattern] if isinstance(layers_pattern, str) else layers_pattern:
+            match = re.match(rf"(?:^|.*?\.){pattern}\.(?P<idx>\d+)\.", name)
+            if match is not None:
+                break
+    return int(match.group("idx")) if match else None
 
 
 def matches_target_parameters(targets: Iterable[str], key: str) -> bool:
@@ -339,6 +377,55 @@ def check_targets(
                     f"{leaf.name} is both a LoRA target and inside modules_to_save {name!r}; "
                     "PEFT would drop its LoRA -- keep one"
                 )
+
+
+# ----------------------------------------------------------------------------- the adapter file
+#: ``utils.peft_types.TaskType``: the values ``LoraConfig.task_type`` takes (besides ``None``)
+TASK_TYPES = ("CAUSAL_LM", "SEQ_2_SEQ_LM", "SEQ_CLS", "TOKEN_CLS", "QUESTION_ANS", "FEATURE_EXTRACTION")
+
+# auto.py: the transformers Auto class each AutoPeftModelFor<task> loads its base model with, by the
+# name of that Auto class's mapping in transformers' modeling_auto, in the order a class is looked up.
+_TASK_MAPPINGS = (
+    ("CAUSAL_LM", "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES"),
+    ("SEQ_2_SEQ_LM", "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES"),
+    ("SEQ_2_SEQ_LM", "MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES"),  # Whisper: PeftModelForSeq2SeqLM wraps it
+    ("CAUSAL_LM", "MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES"),  # no VLM task type: trainers use CAUSAL_LM
+    ("SEQ_CLS", "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES"),
+    ("TOKEN_CLS", "MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES"),
+    ("QUESTION_ANS", "MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES"),
+    ("FEATURE_EXTRACTION", "MODEL_MAPPING_NAMES"),
+)
+
+
+def task_type_for(model_class: str) -> str | None:
+    """The ``task_type`` whose PEFT model wraps a model of class ``model_class`` (``LlamaForCausalLM``), or ``None``.
+
+    ``auto.MODEL_TYPE_TO_PEFT_MODEL_MAPPING`` and the ``AutoPeftModelFor*._target_class`` values pair each
+    task type with a transformers Auto class: CAUSAL_LM with AutoModelForCausalLM, SEQ_2_SEQ_LM with
+    AutoModelForSeq2SeqLM, SEQ_CLS, TOKEN_CLS and QUESTION_ANS with theirs, FEATURE_EXTRACTION with
+    AutoModel. The class is looked up in those Auto classes' mappings; a vision-language model
+    (image-text-to-text, for which PEFT has no task type) gets CAUSAL_LM, as axolotl, LLaMA-Factory
+    and Unsloth give it.
+    """
+    from transformers.models.auto import modeling_auto
+
+    for task, mapping in _TASK_MAPPINGS:
+        for names in getattr(modeling_auto, mapping, {}).values():
+            if model_class == names or (isinstance(names, (tuple, list)) and model_class in names):
+                return task
+    return None
+
+
+def check_task_type(value: Any) -> str | None:
+    """``value`` as a ``task_type`` (case-insensitive; ``None`` or ``"none"``: none), or a one-line ``ConfigError``."""
+    if value is None:
+        return None
+    text = str(value).strip().upper().replace("-", "_")
+    if text == "NONE":
+        return None
+    if text not in TASK_TYPES:
+        raise ConfigError(f"task_type must be one of {', '.join(TASK_TYPES)} or none, not {value!r}")
+    return text
 
 
 # ----------------------------------------------------------------------------- PEFT objects

@@ -98,6 +98,9 @@ class AdapterPlan:
     alpha_pattern: dict[str, float]
     modules_to_save: list[str] | None
     cost: Cost
+    #: PEFT's layer selection, where it (with ``target_modules`` as suffixes) expresses the resolved layers exactly
+    layers_to_transform: list[int] | None = None
+    layers_pattern: str | list[str] | None = None
 
     @property
     def warnings(self) -> list[str]:
@@ -107,6 +110,17 @@ class AdapterPlan:
     def rank_of(self, role: str) -> int:
         """The rank ``role`` gets."""
         return self.ranks.get(role, self.settings.r)
+
+    @property
+    def task_type(self) -> str | None:
+        """``LoraConfig.task_type``: the one the settings name, else the one for the class the model was built as.
+
+        ``peft_compat.task_type_for``: ``LlamaForCausalLM`` -> CAUSAL_LM, ``T5ForConditionalGeneration``
+        -> SEQ_2_SEQ_LM, a vision-language model -> CAUSAL_LM; ``None`` for a class PEFT has no task for.
+        """
+        if self.settings.task_type is not None:
+            return None if self.settings.task_type == "NONE" else self.settings.task_type
+        return peft_compat.task_type_for(self.resolution.model_map.tree.root_class)
 
     def options(self) -> dict[str, Any]:
         """PEFT's options as ``LoraConfig`` keyword arguments (``modules_to_save`` as exact names)."""
@@ -123,6 +137,12 @@ class AdapterPlan:
         )
         if self.target_parameters:
             kwargs["target_parameters"] = list(self.target_parameters)
+        if self.layers_to_transform is not None:
+            kwargs["layers_to_transform"] = list(self.layers_to_transform)
+            if self.layers_pattern is not None:
+                kwargs["layers_pattern"] = self.layers_pattern
+        if self.settings.task_type is not None:
+            kwargs["task_type"] = self.task_type
         kwargs.update(self.options())
         return kwargs
 
@@ -143,9 +163,12 @@ class AdapterPlan:
             target_modules, target_parameters = config.target_modules, config.target_parameters
         if isinstance(target_modules, (list, set, frozenset, tuple)):
             target_modules = sorted(target_modules)
-        layers = (
+        layers: dict[str, Any] = (
             {"layers": {stack: list(kept) for stack, kept in resolution.layers.items()}} if resolution.layers else {}
         )
+        if self.layers_to_transform is not None:  # target_modules alone would select every layer
+            layers["layers_to_transform"] = list(self.layers_to_transform)
+            layers["layers_pattern"] = self.layers_pattern
         return {
             "model": resolution.model_map.model,
             "model_type": resolution.model_map.model_type,
@@ -160,15 +183,34 @@ class AdapterPlan:
         }
 
     def adapter_config(self) -> str:
-        """``adapter_config.json`` text, as ``LoraConfig.save_pretrained`` writes it (deterministic)."""
+        """``adapter_config.json`` text, as ``LoraConfig.save_pretrained`` writes it (deterministic).
+
+        ``base_model_name_or_path`` is the hub id or path the model was given as (``null`` for a bare
+        model_type or a model object: no checkpoint to name); ``task_type`` is ``self.task_type``.
+        """
         config = self.lora_config()
-        if isinstance(self.resolution.model_map.model, str):
-            config.base_model_name_or_path = self.resolution.model_map.model
+        config.base_model_name_or_path = base_model_reference(self.resolution.model_map.model)
+        config.task_type = self.task_type
         data = config.to_dict()
         for key, value in list(data.items()):
             if isinstance(value, (set, frozenset)):
                 data[key] = sorted(value)
         return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+
+
+def base_model_reference(label: Any) -> str | None:
+    """What ``base_model_name_or_path`` names for a model given as ``label``: a local path or a hub id, else ``None``.
+
+    A bare name (``llama``) is a model_type: transformers' default config, no checkpoint. (A local folder
+    of that name wins, as it does when the model is read.)
+    """
+    if not isinstance(label, str) or not label.strip():
+        return None
+    from pathlib import Path
+
+    if Path(label).expanduser().exists() or "/" in label:
+        return label
+    return None
 
 
 def build_plan(resolution: Resolution, settings: LoraSettings) -> AdapterPlan:
@@ -190,18 +232,22 @@ def build_plan(resolution: Resolution, settings: LoraSettings) -> AdapterPlan:
     peft_compat.check_targets(
         options, resolution.leaves, resolution.target_keys(), leaf_ranks, resolution.model_map.all_module_names
     )
+    layered = resolution.layered_targets()
+    target_modules, layers, pattern = layered if layered is not None else (resolution.target_modules(), None, None)
     return AdapterPlan(
         resolution=resolution,
         settings=settings,
         ranks=dict(role_ranks),
         alphas=dict(role_alphas),
         leaf_ranks=leaf_ranks,
-        target_modules=resolution.target_modules(),
+        target_modules=target_modules,
         target_parameters=resolution.target_parameters(),
         rank_pattern=_pattern(resolution, role_ranks),
         alpha_pattern=_pattern(resolution, role_alphas),
         modules_to_save=saved,
         cost=_cost(resolution, settings, leaf_ranks, saved),
+        layers_to_transform=layers,
+        layers_pattern=pattern,
     )
 
 

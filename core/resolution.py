@@ -19,7 +19,7 @@ from .peft_compat import renamed_module_names
 from .registry import SCOPES, Registry
 from .roles import RoleRequest, parse_roles
 from .settings import DEFAULT_RANK, LoraSettings, check_alpha, check_rank
-from .targeting import exact_regex, exact_suffixes
+from .targeting import exact_layered, exact_regex, exact_suffixes
 
 if TYPE_CHECKING:  # pragma: no cover
     from peft import LoraConfig
@@ -112,18 +112,47 @@ class Resolution:
         return self._target_modules
 
     @cached_property
-    def _target_modules(self) -> list[str] | str:
+    def _selected_modules(self) -> list[str]:
+        """The module names PEFT targets through ``target_modules``."""
         keys = self._target_keys
-        selected = [keys[n] for names in self.modules.values() for n in names if keys[n] == n]
+        return [keys[n] for names in self.modules.values() for n in names if keys[n] == n]
+
+    @cached_property
+    def _suffixes(self) -> list[str] | None:
+        return exact_suffixes(self._selected_modules, self.model_map.all_module_names)
+
+    @cached_property
+    def _target_modules(self) -> list[str] | str:
+        selected = self._selected_modules
         if not selected:
             return []
         universe = self.model_map.all_module_names
-        suffixes = exact_suffixes(selected, universe)
-        if suffixes is not None:
-            return suffixes
+        if self._suffixes is not None:
+            return self._suffixes
         if renamed_module_names(self.model_map.model_type):
             return sorted(selected)  # PEFT would widen a regex into bare leaf names here
         return exact_regex(selected, universe)
+
+    def target_module_names(self) -> list[str]:
+        """The full names of the modules PEFT targets through ``target_modules`` (model order)."""
+        return list(self._selected_modules)
+
+    def layered_targets(self) -> tuple[list[str], list[int], str | list[str] | None] | None:
+        """PEFT ``(target_modules, layers_to_transform, layers_pattern)`` for a layer selection, or ``None``.
+
+        Given where short suffixes alone cannot single out the selected layers and those three fields
+        select exactly the resolved modules under PEFT's rule (``targeting.exact_layered``): the
+        compact form of ``--layers 0-7,24-31``. Trainers without a layer option use ``target_modules()``.
+        """
+        return self._layered
+
+    @cached_property
+    def _layered(self) -> tuple[list[str], list[int], str | list[str] | None] | None:
+        selected = self._selected_modules
+        if not self.layers or not selected or self._suffixes is not None:
+            return None
+        stacks = {leaf.stack for leaf in self.leaves if leaf.stack and leaf.name in set(selected)}
+        return exact_layered(selected, self.model_map.all_module_names, stacks)
 
     def target_parameters(self) -> list[str]:
         """PEFT ``target_parameters``: suffixes where exact, else full parameter names."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
-from .peft_compat import check_option_values
+from .peft_compat import check_option_values, check_task_type
 
 if TYPE_CHECKING:  # pragma: no cover
     from .registry import Preset
@@ -45,6 +45,8 @@ class LoraSettings:
     default_alphas: Mapping[str, float] = field(default_factory=dict)
     #: the preset these settings started from, if any
     preset: str | None = None
+    #: ``LoraConfig.task_type`` (``"NONE"``: none); ``None``: the one for the class the model is built as
+    task_type: str | None = None
 
     def __post_init__(self) -> None:
         check_option_values(self.peft_options())  # value rules first: a bad --bias is reported before anything else
@@ -64,6 +66,8 @@ class LoraSettings:
                 )
             for key, value in table.items():
                 (check_rank if what == "rank" else check_alpha)(value, f"{what} for {key}")
+        if self.task_type is not None:
+            object.__setattr__(self, "task_type", check_task_type(self.task_type) or "NONE")
         object.__setattr__(self, "ranks", _lower_keys(self.ranks))
         object.__setattr__(self, "alphas", _lower_keys(self.alphas))
         object.__setattr__(self, "modules_to_save", _names(self.modules_to_save))
@@ -99,10 +103,12 @@ class LoraSettings:
         use_dora: bool = False,
         init_lora_weights: bool | str = True,
         modules_to_save: str | Sequence[str] | None = None,
+        task_type: str | None = None,
         **extra: Any,
     ) -> LoraSettings:
         """Settings from ``lora_config``-style keyword arguments (other keywords go to ``LoraConfig``)."""
         return cls(
+            task_type=task_type,
             r=r,
             lora_alpha=lora_alpha,
             ranks=ranks if ranks is not None else {},
@@ -174,7 +180,7 @@ def check_alpha(value: Any, what: str) -> float:
 
 
 def _split_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    known = ("lora_dropout", "bias", "use_rslora", "use_dora", "init_lora_weights", "modules_to_save")
+    known = ("lora_dropout", "bias", "use_rslora", "use_dora", "init_lora_weights", "modules_to_save", "task_type")
     out = {key: options[key] for key in known if key in options}
     out["extra"] = {key: value for key, value in options.items() if key not in known}
     return out

@@ -1,4 +1,5 @@
-"""pytest set-up: the built-ins-only plugin host fixture, the --sweep option, a private map cache. Helpers live in helpers.py."""
+"""pytest set-up: the built-ins-only plugin host fixture, the --sweep option, a private map cache, the trainers'
+packages installed once per session. Helpers live in helpers.py."""
 
 from __future__ import annotations
 
@@ -20,6 +21,41 @@ def pm():
     from lora_registry import get_plugin_manager
 
     return get_plugin_manager(entry_points=False)
+
+
+#: The trainers' own code the exports are checked against, pinned (option names move between releases): pure
+#: Python wheels (mlx-cpu ships mlx's CPU library), installed --no-deps into a folder of their own, never into the
+#: venv, whose torch, transformers and PEFT they then use. LitGPT imports lightning; MLX-LM needs mlx's CPU build.
+TRAINER_WHEELS = (
+    "axolotl==0.19.0",
+    "llamafactory==0.9.5",
+    "ms-swift==4.6.0",
+    "litgpt==0.5.13",
+    "lightning==2.6.6",
+    "lightning-utilities==0.15.3",
+    "torchmetrics==1.9.0",
+    "mlx==0.32.4",
+    "mlx-cpu==0.32.4",
+    "mlx-lm==0.32.2",
+)
+
+
+@pytest.fixture(scope="session")
+def trainer_site(tmp_path_factory):
+    """A folder holding ``TRAINER_WHEELS`` (pip's own cache makes later sessions fast); skips if pip cannot get them."""
+    import subprocess
+    import sys
+
+    target = tmp_path_factory.mktemp("trainers")
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), *TRAINER_WHEELS],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"could not install the trainers' wheels: {done.stderr.strip().splitlines()[-1:]}")
+    return target
 
 
 def pytest_addoption(parser):

@@ -28,6 +28,48 @@ def expected_keys(resolution):
     return set(resolution.target_keys().values())
 
 
+def peft_adapts(module, config):
+    """``(adapted names, trainable parameters)`` when PEFT applies ``config`` to a copy of ``module``."""
+    import copy
+    import warnings
+
+    from peft import get_peft_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = get_peft_model(copy.deepcopy(module), config)
+    tuner = model.base_model
+    adapted = set(tuner.targeted_module_names) | set(getattr(tuner, "targeted_parameter_names", None) or [])
+    return adapted, sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def assert_adapts_exactly(plan, config):
+    """PEFT, given a trainer's config, adapts the plan's resolved set with the plan's trainable count."""
+    adapted, trainable = peft_adapts(plan.resolution.model_map.module, config)
+    assert adapted == expected_keys(plan.resolution)
+    assert not any("vision_tower" in key for key in adapted)
+    assert trainable == plan.cost.total
+
+
+def tiny_config(model_type: str, **sizes) -> dict:
+    """transformers' full default config of ``model_type`` at a tiny size (2 layers, width 64), as ``config.json`` data."""
+    from transformers import AutoConfig
+
+    defaults = dict(
+        num_hidden_layers=2,
+        hidden_size=64,
+        intermediate_size=96,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=128,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=1,
+    )
+    config = AutoConfig.for_model(model_type, **{**defaults, **sizes}).to_dict()
+    return {key: value for key, value in config.items() if not key.startswith("_") and key != "transformers_version"}
+
+
 def write_config(folder: Path, data: dict, name: str = "m") -> str:
     """A folder holding ``config.json`` with ``data``; returns its path."""
     target = folder / name

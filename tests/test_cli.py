@@ -104,7 +104,51 @@ def test_table_output_names_roles_and_count():
     result = run("resolve", str(EXAMPLES / "phi-3-mini-4k-instruct"), "--roles", "q,v")
     assert result.exit_code == 0
     assert "attention-qkv" in result.stdout and "qkv_proj" in result.stdout
-    assert "warning" in result.stdout
+    assert "warning" not in result.stdout and "warning: " in result.stderr
+
+
+PHI3 = str(EXAMPLES / "phi-3-mini-4k-instruct")
+FUSED = "warning: attention-q and attention-v exist only fused into attention-qkv"
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "peft", "axolotl", "unsloth", "litgpt"])
+def test_warnings_go_to_stderr_whatever_the_format(tmp_path, fmt):
+    # `-f peft -o x.json` on Phi-3 with q,v printed only "wrote x.json": the fused-module warning was lost
+    printed = run("resolve", PHI3, "--roles", "q,v", "-f", fmt)
+    assert printed.exit_code == 0, printed.output
+    assert FUSED in printed.stderr and "warning:" not in printed.stdout
+    out = tmp_path / "out"
+    written = run("resolve", PHI3, "--roles", "q,v", "-f", fmt, "-o", str(out))
+    assert written.exit_code == 0 and written.stdout == ""
+    assert written.stderr.splitlines()[0].startswith(FUSED) and written.stderr.endswith(f"wrote {out}\n")
+    if fmt == "litgpt":  # and what the exporter itself says: LitGPT keeps a LoRA per part of the fused qkv
+        assert "warning: LitGPT keeps a LoRA per projection inside fused modules" in written.stderr
+
+
+def test_the_moe_rename_warning_reaches_a_file_run(tmp_path):
+    out = tmp_path / "adapter_config.json"
+    result = run("resolve", str(FIXTURES / "deepseek-v2-lite"), "--roles", "q,ffn", "-f", "peft", "-o", str(out))
+    assert result.exit_code == 0 and "warning: PEFT rewrites target_modules named" in result.stderr
+
+
+def test_adapter_config_names_its_base_model_and_task(tmp_path):
+    doc = json.loads(run("resolve", LLAMA, "--roles", "q", "-f", "peft").stdout)
+    assert doc["base_model_name_or_path"] == LLAMA and doc["task_type"] == "CAUSAL_LM"  # from LlamaForCausalLM
+    # a bare model_type names no checkpoint; T5 is built as T5ForConditionalGeneration
+    doc = json.loads(run("resolve", "t5", "--roles", "q", "-f", "peft").stdout)
+    assert doc["base_model_name_or_path"] is None and doc["task_type"] == "SEQ_2_SEQ_LM"
+    for given, written in (("seq_cls", "SEQ_CLS"), ("FEATURE_EXTRACTION", "FEATURE_EXTRACTION"), ("none", None)):
+        doc = json.loads(run("resolve", LLAMA, "--roles", "q", "-f", "peft", "--task-type", given).stdout)
+        assert doc["task_type"] == written
+    bad = run("resolve", LLAMA, "--roles", "q", "-f", "peft", "--task-type", "chat")
+    assert bad.exit_code == 2 and "task_type must be one of CAUSAL_LM" in bad.stderr
+
+
+def test_base_model_reference():
+    from lora_registry.plan import base_model_reference
+
+    assert base_model_reference(LLAMA) == LLAMA and base_model_reference("acme/tiny-llama") == "acme/tiny-llama"
+    assert base_model_reference("llama") is None and base_model_reference("LlamaForCausalLM") is None
 
 
 def test_inspect_plugins_roles():

@@ -66,13 +66,16 @@ def parse_synopsis(text: str) -> tuple[list[str], dict[str, str | None]]:
             if token.startswith("-"):
                 value = tokens[i + 1] if i + 1 < len(tokens) and not tokens[i + 1].startswith("-") else None
                 options[token] = value
-    arguments = re.sub(r"\[[^\]]*\]", " ", text).split()
-    return arguments, options
+    # an optional argument is a bracketed value name alone, as click shows it: [MODEL]
+    arguments = re.sub(r"\[([^\]]*)\]", lambda m: f" [{m[1]}] " if re.fullmatch(r"[A-Z_]+", m[1]) else " ", text)
+    return arguments.split(), options
 
 
 def help_of(command) -> tuple[list[str], list[tuple[tuple[str, ...], str | None]]]:
     """A click command's arguments (value names) and options (names, value name or None for a flag), as --help shows them."""
-    arguments = [p.metavar for p in command.params if p.param_type_name == "argument"]
+    arguments = [
+        p.metavar if p.required else f"[{p.metavar}]" for p in command.params if p.param_type_name == "argument"
+    ]
     options = [
         (tuple(p.opts) + tuple(p.secondary_opts), None if p.is_flag else p.metavar)
         for p in command.params

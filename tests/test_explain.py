@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import typer
+import yaml
 from typer.testing import CliRunner
 
 import lora_registry as lr
-from helpers import EXAMPLES, FIXTURES
+from helpers import EXAMPLES, FIXTURES, tiny_config, write_config
+from lora_registry import exports
 from lora_registry.cli.explain_cmd import explain as explain_command
 from lora_registry.errors import ConfigError
 from lora_registry.explain import explain
@@ -37,7 +43,7 @@ def run(*args):
 
 
 def write(tmp_path, data, name="adapter_config.json"):
-    path = tmp_path / name
+    path = Path(tmp_path) / name
     path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8")
     return path
 
@@ -66,7 +72,11 @@ def test_own_adapter_config_explains_back_to_its_roles_and_count(tmp_path, model
 def test_hand_written_config_names_the_entry_that_matches_nothing(tmp_path):
     result = explain(HAND_WRITTEN, LLAMA)
     assert [(e.field, e.entry) for e in result.no_ops] == [("target_modules", "query_key_value")]
-    assert "matches no module" in result.no_ops[0].reason and "q_proj" in result.no_ops[0].reason
+    assert "matches no module" in result.no_ops[0].reason
+    # the hint names target_modules for modules (and target_parameters for parameters: see the MoE test)
+    assert "(query_key_value is attention-qkv elsewhere; here: target_modules k_proj, q_proj, v_proj)" in (
+        result.no_ops[0].reason
+    )
     assert {t.role for t in result.targets} == {"attention-q", "attention-v"} and len(result.targets) == 64
     assert {t.rank for t in result.targets} == {16} and {t.layer for t in result.targets} == set(range(32))
     # inference_mode=true in a saved config does not hide the training cost: q 4096x4096, v 1024x4096, 32 layers
@@ -170,6 +180,7 @@ def test_json_shape_is_stable_and_deterministic(tmp_path):
     doc = json.loads(first.stdout)
     assert list(doc) == [
         "adapter_config",
+        "trainer",
         "model",
         "model_type",
         "plugin",
@@ -235,3 +246,254 @@ def test_not_an_adapter_config_exits_2_with_one_line(tmp_path, content, message)
     assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1 and message in out.stderr
     with pytest.raises(ConfigError, match="^" + re.escape(str(path))):
         explain(path, LLAMA)
+
+
+# =========================================================================== tiny models for the rest
+TINY_VISION = dict(
+    model_type="clip_vision_model",
+    num_hidden_layers=2,
+    hidden_size=32,
+    intermediate_size=64,
+    num_attention_heads=2,
+    image_size=32,
+    patch_size=16,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Config folders of 2-layer models: Llama, LLaVA (its CLIP tower has q_proj too), Mixtral, Qwen3-MoE."""
+    base = tmp_path_factory.mktemp("tiny")
+    llama = tiny_config("llama")
+    return {
+        "llama": write_config(base, llama, "llama"),
+        "llava": write_config(
+            base, {"model_type": "llava", "text_config": llama, "vision_config": TINY_VISION}, "llava"
+        ),
+        "mixtral": write_config(base, tiny_config("mixtral", num_local_experts=4), "mixtral"),
+        "qwen3_moe": write_config(
+            base,
+            tiny_config("qwen3_moe", num_hidden_layers=4, head_dim=16, num_experts=4, moe_intermediate_size=32),
+            "moe",
+        ),
+    }
+
+
+def run_check(*args):
+    out = run(*args)
+    problems = [line.removeprefix("check: ") for line in out.stderr.splitlines() if line.startswith("check: ")]
+    return out, problems
+
+
+# =========================================================================== explain --check, for CI
+def test_check_passes_what_lora_registry_wrote(tmp_path, tiny):
+    path = write(tmp_path, lr.resolve(tiny["llama"], roles="q,v,ffn").adapter_config())
+    out, problems = run_check(path, "--check")  # MODEL: the adapter's base_model_name_or_path
+    assert out.exit_code == 0 and problems == [], out.output
+
+
+def test_check_fails_on_entries_matching_nothing_and_on_adapting_nothing(tmp_path, tiny):
+    out, problems = run_check(write(tmp_path, HAND_WRITTEN), tiny["llama"], "--check", "--json")
+    assert out.exit_code == 1 and json.loads(out.stdout)["no_ops"]  # the report still comes, on stdout
+    assert problems == [
+        "target_modules entry 'query_key_value' matches nothing: matches no module of "
+        f"{tiny['llama']} (query_key_value is attention-qkv elsewhere; here: target_modules k_proj, q_proj, v_proj)"
+    ]
+    out, problems = run_check(write(tmp_path, {"target_modules": ["dense"]}), tiny["llama"], "--check")
+    assert out.exit_code == 1 and problems[0].startswith("adapts nothing: PEFT cannot apply it")
+
+
+@pytest.mark.parametrize(
+    "model,config,allow,problem",
+    [
+        ("llava", {"target_modules": ["q_proj", "v_proj"]}, "vision", "reaches the vision tower: 4 leaves"),
+        ("mixtral", {"target_modules": ["q_proj", "gate"]}, "router", "adapts the MoE router with LoRA (2 leaves"),
+        ("llama", {"target_modules": ["q_proj", "embed_tokens"]}, "embed", "adapts the input embedding with LoRA"),
+        (
+            "llama",
+            {"target_modules": ["q_proj"], "modules_to_save": ["lm_head"]},
+            "lm-head",
+            "adapts the LM head as a full copy through modules_to_save (lm_head)",
+        ),
+    ],
+)
+def test_check_flags_what_a_language_fine_tune_rarely_wants(tmp_path, tiny, model, config, allow, problem):
+    path = write(tmp_path, config)
+    out, problems = run_check(path, tiny[model], "--check")
+    assert out.exit_code == 1 and len(problems) == 1 and problems[0].startswith(problem), problems
+    assert problems[0].endswith(f"--allow {allow} if intended")
+    out, problems = run_check(path, tiny[model], "--check", "--allow", f"{allow},projector")
+    assert out.exit_code == 0 and problems == [], out.output
+
+
+def test_check_options_are_checked(tmp_path, tiny):
+    path = write(tmp_path, HAND_WRITTEN)
+    for args, message in (
+        (["--check", "--allow", "vision,towers"], "--allow takes vision, audio, projector, router, embed, lm-head"),
+        (["--allow", "vision"], "--allow only applies with --check"),
+    ):
+        out = run(path, tiny["llama"], *args)
+        assert out.exit_code == 2 and out.stderr.startswith("error: ") and message in out.stderr
+
+
+def test_model_defaults_to_the_base_model_the_adapter_names(tmp_path, tiny):
+    path = write(tmp_path, lr.resolve(tiny["llama"], roles="q").adapter_config())
+    result = explain(path)
+    assert result.model_map.model == tiny["llama"] and len(result.targets) == 2
+    config = json.loads(lr.resolve("llava", roles="q").adapter_config())  # a bare model_type: no base model named
+    out = run(write(tmp_path, config))
+    assert out.exit_code == 2 and "names no base_model_name_or_path; give MODEL" in out.stderr
+
+
+# =========================================================================== an adapter on the hub
+# One interpreter runs the CLI several times, so huggingface_hub reads HF_ENDPOINT and HF_HOME as it starts.
+HUB_DRIVER = """
+import json, os, sys
+from lora_registry.cli import main
+for step in json.loads(sys.argv[1]):
+    os.environ.update(step["env"])
+    sys.argv = ["lora-registry", "explain", *step["args"]]
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    print("\\n@@" + json.dumps(code), flush=True)
+    print("@@", file=sys.stderr, flush=True)
+"""
+
+
+def test_an_adapter_on_the_hub(tmp_path, tiny):
+    # Against the fake hub (tests/hubserver.py): the adapter's hub id, then its base model's, through hub.py.
+    from hubserver import FakeHub
+
+    llama = json.loads((Path(tiny["llama"]) / "config.json").read_text())
+    adapter = json.loads(lr.resolve(tiny["llama"], roles="q,v").adapter_config())
+    adapter["base_model_name_or_path"] = "acme/tiny-llama"  # as PEFT saves it: the hub id of the base model
+    online, offline = {"HF_HUB_OFFLINE": "0"}, {"HF_HUB_OFFLINE": "1"}
+    steps = [
+        {"args": ["acme/tiny-lora", "--json"], "env": online},  # downloads the adapter config, then the base config
+        {"args": ["acme/tiny-lora", "--json"], "env": offline},  # both from the cache now
+        {"args": ["acme/no-such-repo"], "env": online},
+        {"args": ["acme/weights-only"], "env": online},
+        {"args": ["acme/not-cached"], "env": offline},
+    ]
+    with FakeHub() as hub:
+        hub.add_repo("acme/tiny-lora", {"adapter_config.json": adapter})
+        hub.add_repo("acme/tiny-llama", {"config.json": llama})
+        hub.add_repo("acme/weights-only", {"adapter_model.safetensors": b""})
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("HF_", "HUGGINGFACE_")) and "PROXY" not in k.upper()
+        }
+        env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"), NO_PROXY="127.0.0.1")
+        done = subprocess.run(
+            [sys.executable, "-c", HUB_DRIVER, json.dumps(steps)], capture_output=True, text=True, env=env, timeout=300
+        )
+        adapter_gets = hub.count("GET", "/acme/tiny-lora/")
+    outs = [part.strip() for part in done.stdout.split("@@")]
+    codes = [json.loads(outs[i + 1].splitlines()[0]) for i in range(len(steps))]
+    stdouts = [outs[0]] + ["\n".join(outs[i + 1].splitlines()[1:]) for i in range(len(steps) - 1)]
+    errs = [part.strip() for part in done.stderr.split("@@")]
+    assert codes == [0, 0, 2, 2, 2], done.stderr
+    first, again = json.loads(stdouts[0]), json.loads(stdouts[1])
+    assert first == again and first["model"] == "acme/tiny-llama" and len(first["targets"]) == 4
+    assert first["adapter_config"].endswith("adapter_config.json")
+    assert adapter_gets == 1  # downloaded once; the second run reads the cache
+    for err, message in zip(
+        errs[2:],
+        (
+            "acme/no-such-repo: no repo acme/no-such-repo on ",
+            "acme/weights-only: the repo has no adapter_config.json at revision 'main'",
+            "acme/not-cached: adapter_config.json is not in the local Hugging Face cache and HF_HUB_OFFLINE is set",
+        ),
+    ):
+        lines = [line for line in err.splitlines() if line]
+        assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), err
+
+
+# =========================================================================== what a trainer's config builds
+def test_axolotl_lora_target_linear_is_every_linear_leaf_minus_the_head(tmp_path, tiny):
+    config = {"base_model": tiny["llava"], "adapter": "lora", "lora_r": 4, "lora_alpha": 8, "lora_target_linear": True}
+    result = explain(write(tmp_path, yaml.safe_dump(config), "axolotl.yaml"))
+    assert result.trainer == "axolotl" and result.model_map.model == tiny["llava"]
+    # loaders/adapter.py find_all_linear_names: leaf names of every Linear: the vision tower and projector too
+    assert {t.scope for t in result.targets} == {"language", "vision", "projector"}
+    assert "lm_head" not in {t.name for t in result.targets}
+    assert any("reaches the vision tower" in p for p in result.problems())
+    # a regex next to lora_target_linear becomes one more list entry, matched as a name: a no-op
+    config.update(base_model=tiny["llama"], lora_target_modules=r".*\.q_proj")
+    result = explain(write(tmp_path, yaml.safe_dump(config), "axolotl.yaml"))
+    assert [e.entry for e in result.no_ops] == [r".*\.q_proj"] and len(result.targets) == 2 * 7
+    assert any("lora_target_linear turns the lora_target_modules regex" in w for w in result.warnings)
+
+
+def test_llamafactory_config_as_it_builds_it(tmp_path, tiny):
+    # lora_target: all: model_utils/misc.py find_all_linear_modules, minus lm_head, the projector and the frozen tower
+    yaml_file = write(tmp_path, f"model_name_or_path: {tiny['llava']}\nfinetuning_type: lora\n", "lf.yaml")
+    result = explain(yaml_file)
+    assert result.trainer == "LLaMA-Factory" and {t.scope for t in result.targets} == {"language"}
+    assert len(result.targets) == 2 * 7 and result.config.lora_alpha == 16  # lora_alpha: lora_rank * 2
+    # composite models: entries are substrings of full names (patch_target_modules); one matching nothing is named
+    json_file = write(
+        tmp_path, {"model_name_or_path": tiny["llava"], "lora_target": "q_proj,query_key_value"}, "lf.json"
+    )
+    result = explain(json_file)
+    assert {t.role for t in result.targets} == {"attention-q"} and {t.scope for t in result.targets} == {"language"}
+    assert [(e.field, e.entry) for e in result.no_ops] == [("lora_target", "query_key_value")]
+    # use_unsloth: model/adapter.py hands its arguments to Unsloth's FastLanguageModel.get_peft_model instead
+    config = {"model_name_or_path": tiny["llama"], "lora_target": "q_proj,embed_tokens", "use_unsloth": True}
+    result = explain(write(tmp_path, config, "lf-unsloth.json"))
+    assert {t.role for t in result.targets} == {"attention-q"}  # Unsloth trains embed_tokens whole instead
+    assert result.saved == {"model.embed_tokens": 128 * 64}
+
+
+def test_unsloth_studio_config(tmp_path, tiny):
+    result = explain(write(tmp_path, f"model: {tiny['llama']}\nlora:\n  lora_r: 4\n", "unsloth.yaml"))
+    assert result.trainer == "Unsloth" and len(result.targets) == 2 * 7  # an empty target_modules: the 7 projections
+    out = run(write(tmp_path, f"model: {tiny['llama']}\nlora:\n  rank: 4\n", "bad.yaml"))
+    assert out.exit_code == 2 and "unsloth's lora section has no key 'rank'" in out.stderr
+
+
+def test_unsloth_refusal_is_one_line(tmp_path, tiny):
+    text = "model = FastLanguageModel.get_peft_model(model, r=8, target_modules=['q_proj'], modules_to_save=['mlp'])\n"
+    out = run(write(tmp_path, text, "peft.py"), tiny["llama"])
+    assert out.exit_code == 2 and out.stderr.count("\n") == 1
+    assert "Unsloth's FastLanguageModel.get_peft_model raises: Unsloth: Module = mlp is not allowed" in out.stderr
+
+
+@pytest.mark.parametrize("trainer", ["axolotl", "llamafactory", "unsloth"])
+def test_an_export_explains_back_to_its_resolution(tmp_path, tiny, trainer):
+    if trainer == "unsloth":  # FastModel.get_peft_model, with Unsloth's layer options
+        resolution = lr.resolve(tiny["qwen3_moe"], roles="q,v", last_layers=2)
+    else:
+        resolution = lr.resolve(tiny["llama"], roles="q,v,ffn", last_layers=1)
+    plan = resolution.plan()
+    text = exports.render(trainer, exports.EXPORTS[trainer](plan))
+    model = resolution.model_map.model
+    if trainer == "unsloth":
+        text = f"model, tokenizer = FastModel.from_pretrained(model_name={model!r})\n" + text
+    else:
+        text = yaml.safe_dump({"base_model" if trainer == "axolotl" else "model_name_or_path": model}) + text
+    result = explain(write(tmp_path, text, "config.py" if trainer == "unsloth" else "config.yaml"))
+    assert {t.name for t in result.targets} == set(resolution.target_keys().values())
+    assert result.trainable_parameters == plan.cost.total and result.problems() == []
+
+
+def test_moe_hint_names_target_parameters(tiny):
+    # Mixtral's experts are 3-D parameters: "here: down_proj" sent people to target_modules, which cannot reach them
+    result = explain({"target_modules": ["q_proj", "down_proj"]}, tiny["mixtral"])
+    (no_op,) = result.no_ops
+    assert no_op.entry == "down_proj"
+    assert "here: target_parameters experts.down_proj" in no_op.reason
+
+
+def test_embedding_warnings_say_what_is_large(tiny):
+    result = explain({"target_modules": ["q_proj", "embed_tokens"], "modules_to_save": ["lm_head"]}, tiny["llama"])
+    lora, copy = [w for w in result.warnings if "embedding" in w], [w for w in result.warnings if "full copy" in w]
+    assert lora and "large" not in lora[0] and "rarely what a fine-tune needs" in lora[0]
+    assert copy == [
+        f"trains a full copy of lm_head (the LM head) through modules_to_save: {128 * 64:,} parameters, "
+        f"{100 * 128 * 64 / result.model_map.base_parameters:.2f}% of the model"
+    ]

@@ -256,3 +256,98 @@ def test_option_refusals_match_peft():
             peft_compat.check_option_values({**base, **change})
         with pytest.raises(peft_error):
             _apply(_build("llama"), target_modules=["q_proj"], **{**base, **change})
+
+
+@pytest.fixture(scope="module")
+def vlm_names():
+    """A tiny LLaVA's module names (a vision tower with its own layers), plus names that test the index rule's edges."""
+    from transformers import AutoModelForImageTextToText
+
+    text = dict(model_type="llama", num_hidden_layers=3, hidden_size=32, intermediate_size=64, vocab_size=100)
+    vision = dict(
+        model_type="clip_vision_model",
+        num_hidden_layers=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=16,
+    )
+    config = AutoConfig.for_model("llava", text_config=text, vision_config=vision)
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(config)
+    names = [name for name, _ in model.named_modules() if name]
+    return names + ["layers.1.q_proj", "model.layers.1.mlp.experts.0.q_proj", "blocks.2.q_proj"]
+
+
+@pytest.mark.parametrize(
+    "targets,layers,pattern",
+    [
+        (["q_proj", "v_proj"], [1], None),  # layer 1 of the language model and of the vision tower
+        (["q_proj"], [0, 2], None),
+        (["q_proj"], 1, None),  # an int
+        (["q_proj"], [], None),  # empty: no filter
+        (["q_proj", "lm_head"], [1], None),  # lm_head has no index: dropped, unless given in full
+        (["q_proj", "model.language_model.layers.0.self_attn.q_proj"], [2], None),  # a full name skips the filter
+        (["q_proj"], [1], "layers"),
+        (["q_proj"], [1], "language_model.layers"),  # inserted unescaped: a dotted tail works
+        (["q_proj"], [0, 1], ["language_model.layers", "blocks"]),
+        (["self_attn.q_proj"], [1], "encoder.layers"),
+    ],
+)
+def test_layer_selection_rule(vlm_names, targets, layers, pattern):
+    probe = SimpleNamespace(
+        target_modules=set(targets),  # LoraConfig turns the list into a set
+        target_parameters=None,
+        exclude_modules=None,
+        modules_to_save=None,
+        layers_to_transform=layers,
+        layers_pattern=pattern,
+    )
+    peft = {n for n in vlm_names if check_target_module_exists(probe, n)}
+    ours = {
+        n
+        for n in vlm_names
+        if peft_compat.matches_target_modules(targets, n, layers_to_transform=layers, layers_pattern=pattern)
+    }
+    assert ours == peft and (peft or layers == [])
+
+
+def test_task_types_are_peft_s():
+    from peft.utils.peft_types import TaskType
+
+    assert set(peft_compat.TASK_TYPES) == {task.value for task in TaskType}
+
+
+@pytest.mark.parametrize(
+    "model_class,model_type,task",
+    [
+        ("LlamaForCausalLM", "llama", "CAUSAL_LM"),
+        ("T5ForConditionalGeneration", "t5", "SEQ_2_SEQ_LM"),
+        ("BartForSequenceClassification", "bart", "SEQ_CLS"),
+        ("BertForTokenClassification", "bert", "TOKEN_CLS"),
+        ("LlamaForQuestionAnswering", "llama", "QUESTION_ANS"),
+        ("LlamaModel", "llama", "FEATURE_EXTRACTION"),
+    ],
+)
+def test_task_type_is_the_one_whose_auto_class_builds_the_model(model_class, model_type, task):
+    # auto.py: AutoPeftModelFor<task> loads its base with a transformers Auto class; that class builds model_class
+    from peft import auto
+
+    assert peft_compat.task_type_for(model_class) == task
+    peft_class = {
+        "CAUSAL_LM": auto.AutoPeftModelForCausalLM,
+        "SEQ_2_SEQ_LM": auto.AutoPeftModelForSeq2SeqLM,
+        "SEQ_CLS": auto.AutoPeftModelForSequenceClassification,
+        "TOKEN_CLS": auto.AutoPeftModelForTokenClassification,
+        "QUESTION_ANS": auto.AutoPeftModelForQuestionAnswering,
+        "FEATURE_EXTRACTION": auto.AutoPeftModelForFeatureExtraction,
+    }[task]
+    assert peft_class._target_class._model_mapping._model_mapping[model_type] == model_class
+
+
+def test_task_types_for_what_peft_has_no_task_for():
+    # a vision-language model: CAUSAL_LM, as the trainers give it (PeftModelForCausalLM wraps it); Whisper: seq2seq
+    assert peft_compat.task_type_for("LlavaForConditionalGeneration") == "CAUSAL_LM"
+    assert peft_compat.task_type_for("WhisperForConditionalGeneration") == "SEQ_2_SEQ_LM"
+    assert peft_compat.task_type_for("NoSuchModel") is None

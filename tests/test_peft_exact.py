@@ -85,3 +85,43 @@ def test_vision_tower_is_never_adapted_by_default():
     both = lr.resolve("llava", roles="q,v", scope="language,vision")
     targeted_both, trainable, _ = apply_peft(both)
     assert targeted_both == expected_keys(both) and trainable == both.trainable_parameters()
+
+
+LAYERED = [
+    # MODEL, roles, selection, target_modules, layers_to_transform, layers_pattern (PEFT's own layer options)
+    (
+        EXAMPLES / "llama-3.1-8b",
+        "q,v",
+        {"layers": "0-7,24-31"},
+        ["q_proj", "v_proj"],
+        [*range(8), *range(24, 32)],
+        None,
+    ),
+    # the vision tower has layers 1 and 3 too: only the language model's stack name tells them apart
+    ("llava", "q,v,lm-head", {"layers": "1,3"}, ["q_proj", "v_proj", "lm_head"], [1, 3], "language_model.layers"),
+    ("t5", "q,o", {"last_layers": 1}, ["q", "o"], [5], None),  # the encoder's and the decoder's last layer
+    (FIXTURES / "qwen3-30b-a3b", "q,o,experts", {"last_layers": 2}, ["o_proj", "q_proj"], [46, 47], None),  # renamed
+]
+
+
+@pytest.mark.parametrize("model,roles,selection,targets,layers,pattern", LAYERED, ids=lambda v: None)
+def test_a_layer_selection_uses_peft_layer_options(model, roles, selection, targets, layers, pattern):
+    # --layers 0-7,24-31 used to be a 32-alternative regex in string order
+    resolution = lr.resolve(str(model), roles=roles, **selection)
+    config = resolution.lora_config()
+    assert config.layers_to_transform == layers and config.layers_pattern == pattern
+    assert targets is None or sorted(config.target_modules) == sorted(targets)
+    targeted, trainable, _ = apply_peft(resolution)
+    assert targeted == expected_keys(resolution) and trainable == resolution.trainable_parameters()
+
+
+def test_a_regex_only_where_peft_layer_options_cannot_say_it():
+    # an encoder of 6 layers and a decoder of 3: their last two are 4-5 and 1-2, one layers_to_transform cannot say both
+    cfg = AutoConfig.for_model("t5", num_layers=6, num_decoder_layers=3, d_model=64, d_ff=128, num_heads=2, d_kv=32)
+    resolution = lr.resolve(cfg, roles="q", last_layers=2)
+    config = resolution.lora_config()
+    assert config.layers_to_transform is None and isinstance(config.target_modules, str)
+    assert r"decoder\.block\.(?:1|2)\." in config.target_modules  # indices spelled in numeric order
+    assert r"encoder\.block\.(?:4|5)\." in config.target_modules
+    targeted, trainable, _ = apply_peft(resolution)
+    assert targeted == expected_keys(resolution) and trainable == resolution.trainable_parameters()

@@ -184,7 +184,8 @@ def check_exact(resolution, config, r, alpha, ranks, alphas):
     if isinstance(targets, str):
         hit = {n for n in mm.all_module_names if re.fullmatch(targets, n)}
     else:
-        hit = {n for n in mm.all_module_names if matches_list(list(targets), n)}
+        layers = dict(layers_to_transform=config.layers_to_transform, layers_pattern=config.layers_pattern)
+        hit = {n for n in mm.all_module_names if matches_list(list(targets), n, **layers)}
     assert hit == module_keys
     parameter_names = [name for name, _ in mm.module.named_parameters()]
     hit = {n for n in parameter_names if matches_list(list(config.target_parameters or []), n)}

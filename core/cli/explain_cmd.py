@@ -1,4 +1,4 @@
-"""``lora-registry explain``: what an existing adapter_config.json adapts in a model, what it costs, what it misses."""
+"""``lora-registry explain``: what an existing adapter (or a trainer's config) adapts in a model, what it costs, what it misses."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from typing import Any
 
 import typer
 
+from ..errors import ConfigError
 from .common import (
     format_option,
     handle_errors,
     json_option,
+    note,
     pick_format,
     plugin_host,
     plugin_option,
@@ -24,12 +26,30 @@ FORMATS = ("table", "json")
 
 @handle_errors
 def explain(
-    adapter_config: str = typer.Argument(..., help="adapter_config.json, or the folder holding it."),
-    model: str = typer.Argument(
-        ..., help="model_type, config.json or its folder, or a hub id (owner/name[@revision])."
+    adapter_config: str = typer.Argument(
+        ...,
+        help="adapter_config.json, its folder or the adapter's hub id; or a trainer's config: axolotl YAML, "
+        "LLaMA-Factory YAML/JSON, a .py file with an Unsloth get_peft_model call, unsloth train --config YAML.",
+    ),
+    model: str | None = typer.Argument(
+        None,
+        help="model_type, config.json or its folder, or a hub id (owner/name[@revision]) "
+        "(default: the base model the config names).",
     ),
     as_json: bool = json_option(),
     output_format: str = format_option(FORMATS),
+    check: bool = typer.Option(
+        False,
+        "--check",
+        help="Exit 1, one line per problem on stderr, if it adapts nothing, an entry matches nothing, or it "
+        "reaches a tower, projector, router or embedding --allow does not name.",
+    ),
+    allow: str | None = typer.Option(
+        None,
+        "--allow",
+        help="With --check: what it may reach, a comma list of vision, audio, projector, router, embed, lm-head.",
+        metavar="WHAT",
+    ),
     trust_remote_code: bool = typer.Option(
         False, "--trust-remote-code", help="Allow a config's own Python code to run."
     ),
@@ -46,8 +66,14 @@ def explain(
     from .. import explain as explaining
     from ..hub import with_revision
 
-    model = with_revision(model, revision)  # a bad revision fails before the adapter config is read
+    if model is not None:
+        model = with_revision(model, revision)  # a bad revision fails before the adapter config is read
+    elif revision is not None:
+        raise ConfigError("--revision applies to MODEL; give MODEL, or put the revision in the adapter's base model")
     as_json = pick_format(output_format, as_json, FORMATS) == "json"
+    allowed = explaining.check_allow(allow or "")  # a bad --allow fails before any model is read
+    if allow is not None and not check:
+        raise ConfigError("--allow only applies with --check")
     result = explaining.explain(
         adapter_config,
         model,
@@ -57,20 +83,29 @@ def explain(
     )
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
-        return
-    from .tables import print_all
+    else:
+        from .tables import print_all
 
-    print_all(explain_tables(result))
+        print_all(explain_tables(result))
+    for warning in result.warnings:
+        note(f"warning: {warning}")
+    if check:
+        problems = result.problems(allowed)
+        for problem in problems:
+            typer.echo(f"check: {problem}", err=True)
+        if problems:
+            raise typer.Exit(1)
 
 
 def explain_tables(result: Any) -> list[Any]:
-    """Adapted leaves by role and scope, the cost, the entries that match nothing, then warnings."""
+    """Adapted leaves by role and scope, the cost, then the entries that match nothing (warnings go to stderr)."""
     from ..resolution import format_layers
     from .tables import Column, Grid, Line, group_names
 
     mm = result.model_map
+    what = f"{result.source} ({result.trainer})" if result.trainer else result.source
     table = Grid(
-        f"{result.source} on {mm.model} ({mm.model_type}, plugin {mm.plugin})",
+        f"{what} on {mm.model} ({mm.model_type}, plugin {mm.plugin})",
         [
             Column("role", "role"),
             Column("scope", "scope"),
@@ -127,6 +162,4 @@ def explain_tables(result: Any) -> list[Any]:
         out.append(no_ops)
     else:
         out.append(Line(f"every entry matches something ({len(result.entries)} checked)"))
-    for warning in result.warnings:
-        out.append(Line(f"warning: {warning}", style="yellow"))
     return out

@@ -32,7 +32,7 @@ from .common import (
 )
 
 #: peft is adapter_config.json; the trainers' formats are written by lora_registry.exports
-FORMATS = ("table", "json", "peft", "axolotl", "llamafactory", "unsloth", "torchtune")
+FORMATS = ("table", "json", "peft", "axolotl", "llamafactory", "unsloth", "torchtune", "mlx-lm", "ms-swift", "litgpt")
 #: the file ``-o FOLDER/`` writes in FOLDER, per format: the name each tool looks for, or a plain one
 FILE_NAMES = {
     "table": "lora-registry.txt",
@@ -42,6 +42,9 @@ FILE_NAMES = {
     "llamafactory": "llamafactory.yaml",
     "unsloth": "unsloth.py",
     "torchtune": "torchtune.yaml",
+    "mlx-lm": "mlx-lm.yaml",
+    "ms-swift": "ms-swift.json",
+    "litgpt": "litgpt.yaml",
 }
 
 
@@ -88,7 +91,16 @@ def resolve(
         "--modules-to-save", help="Comma list of roles or module names to train whole, e.g. lm-head.", metavar="MODULES"
     ),
     output_format: str = format_option(
-        FORMATS, "table, json, peft (adapter_config.json), axolotl, llamafactory, unsloth or torchtune."
+        FORMATS,
+        "table, json, peft (adapter_config.json), axolotl, llamafactory, unsloth, torchtune, mlx-lm, ms-swift "
+        "or litgpt.",
+    ),
+    task_type: str | None = typer.Option(
+        None,
+        "--task-type",
+        help="task_type in adapter_config.json: CAUSAL_LM, SEQ_2_SEQ_LM, SEQ_CLS, TOKEN_CLS, QUESTION_ANS, "
+        "FEATURE_EXTRACTION or none (default: the one for the model class built, e.g. CAUSAL_LM).",
+        metavar="TYPE",
     ),
     as_json: bool = json_option(),
     output: str | None = output_option("the format's usual file (adapter_config.json for peft)"),
@@ -121,6 +133,7 @@ def resolve(
         ranks=parse_pairs(rank_for, "--rank-for", int),
         alphas=parse_pairs(alpha_for, "--alpha-for", float),
         modules_to_save=joined(modules_to_save),
+        task_type=task_type,
         **peft_options(dropout, bias, rslora, dora, init),
     )
     if preset is not None and found is None:
@@ -142,15 +155,15 @@ def resolve(
         revision=revision,
     )
     plan = resolve_map(model_map, requests, scopes, strict=strict, layers=selection).plan(settings)
+    warned = list(plan.warnings)
     text = None
     if output_format == "json":
         text = json.dumps(plan.to_dict(), indent=2) + "\n"
     elif output_format == "peft":
         text = plan.adapter_config()
     elif output_format != "table":
-        from ..exports import EXPORTS, render
-
-        text = render(output_format, EXPORTS[output_format](plan))
+        text, said = export_text(output_format, plan)
+        warned += said
     else:
         from .tables import resolution_table
 
@@ -161,13 +174,32 @@ def resolve(
 
             text = render_plain(renderable)
         write_atomic(target, text)
-        note(f"wrote {target}")
     elif text is not None:
         typer.echo(text, nl=False)
     else:
         from .tables import print_all
 
         print_all(renderable)
+    for warning in warned:  # whatever the format: a file or a table on stdout must not hide them
+        note(f"warning: {warning}")
+    if target is not None:
+        note(f"wrote {target}")
+
+
+def export_text(name: str, plan: Any) -> tuple[str, list[str]]:
+    """A trainer's export as text, and what the exporter warned about (``ExportWarning``)."""
+    import warnings
+
+    from ..exports import EXPORTS, ExportWarning, render
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ExportWarning)
+        text = render(name, EXPORTS[name](plan))
+    said = [str(w.message) for w in caught if issubclass(w.category, ExportWarning)]
+    for w in caught:  # anything else is not ours to reword
+        if not issubclass(w.category, ExportWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return text, said
 
 
 def peft_options(dropout: float, bias: str, rslora: bool, dora: bool, init: str) -> dict[str, Any]:

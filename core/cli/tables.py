@@ -211,7 +211,7 @@ def targets_lines(label: str, value: str | Sequence[str]) -> list[Line]:
 
 
 def resolution_table(plan: Any) -> list[Any]:
-    """Per-role modules, rank and trainable parameters, what else trains, then cost, PEFT targets and warnings."""
+    """Per-role modules, rank and trainable parameters, what else trains, then cost and PEFT targets."""
     result, cost, options = plan.resolution, plan.cost, plan.settings
     doc = plan.to_dict()
     mm = result.model_map
@@ -257,11 +257,14 @@ def resolution_table(plan: Any) -> list[Any]:
     lines.extend(targets_lines("target_modules", doc["target_modules"]))
     if doc["target_parameters"]:
         lines.extend(targets_lines("target_parameters", doc["target_parameters"]))
+    if plan.layers_to_transform is not None:
+        layers_pattern = plan.layers_pattern
+        shown = layers_pattern if isinstance(layers_pattern, str) else ", ".join(layers_pattern or [])
+        pattern = f", layers_pattern: {shown}" if layers_pattern is not None else ""
+        lines.append(Line(f"layers_to_transform: {_layers(plan.layers_to_transform)}{pattern}"))
     if plan.modules_to_save:
         lines.extend(targets_lines("modules_to_save", plan.modules_to_save))
-    for warning in result.warnings:
-        lines.append(Line(f"warning: {warning}", style="yellow"))
-    return lines
+    return lines  # warnings go to stderr (resolve prints them whatever the format)
 
 
 def compare_table(model_map: Any, rows: list[dict[str, Any]], registry: Any) -> list[Any]:

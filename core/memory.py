@@ -345,11 +345,23 @@ class _Planner:
     # -------------------------------------------------------------- one plan
     def plan(self, settings: MemorySettings) -> MemoryPlan:
         total_layers, depths, note = self.depth
-        results = [self._simulate(settings, d) for d in depths]
+        result = None
         if len(depths) == 1:
-            result = results[0]
+            result = self._simulate(settings, depths[0])
         else:
-            result = _extrapolate(results, depths, total_layers)
+            # the first layers can differ from the rest (the peak sits at the loss for a one-layer model):
+            # slide the window of three depths deeper until the per-phase peaks are linear
+            period = depths[1] - depths[0]
+            for shift in range(3):
+                window = tuple(d + shift * period for d in depths)
+                if window[-1] >= total_layers:
+                    break
+                result = _extrapolate([self._simulate(settings, d) for d in window], window, total_layers)
+                if result is not None:
+                    depths = window
+                    note = (f"{total_layers} layers extrapolated exactly from simulations of "
+                            f"{window[0]}, {window[1]} and {window[2]}")
+                    break
             if result is None:  # not linear after all: run every layer
                 result = self._simulate(settings, total_layers)
                 depths = (total_layers,)
@@ -379,40 +391,40 @@ class _Planner:
 
     # -------------------------------------------------------------- searches
     def largest(self, settings: MemorySettings, what: str, total: int) -> int | None:
-        """The largest seq_len (on the ``SEQ_STEP`` grid) or batch whose plan is not ``does-not-fit``."""
+        """The largest seq_len (on the ``SEQ_STEP`` grid) or batch whose plan is not ``does-not-fit``.
+
+        Memory grows close to linearly in both, so secant steps land next to the answer in a few
+        plans; a walk of single steps then makes it exact (the plan there fits, one step more does not).
+        """
         step = SEQ_STEP if what == "seq_len" else 1
+        limit = (1 << 24) // step
+        seen: dict[int, int] = {}
 
-        def ok(n: int) -> bool:
-            plan = self.plan(replace(settings, **{what: n * step}, gpu=None))
-            return plan.reserved + plan.context_bytes <= total
+        def over(n: int) -> int:  # bytes above the card (<= 0: it fits)
+            if n not in seen:
+                plan = self.plan(replace(settings, **{what: n * step}, gpu=None))
+                seen[n] = plan.reserved + plan.context_bytes - total
+            return seen[n]
 
-        if not ok(1):
+        if over(1) > 0:
             return None
-        # memory grows about linearly in both: guess from two plans, then bracket and bisect
-        here = max(1, getattr(settings, what) // step)
-        a, b = self.plan(replace(settings, **{what: here * step}, gpu=None)), None
-        other = here * 2 if here > 1 else 2
-        b = self.plan(replace(settings, **{what: other * step}, gpu=None))
-        need_a, need_b = a.reserved + a.context_bytes, b.reserved + b.context_bytes
-        slope = (need_b - need_a) / max(1, other - here)
-        guess = here + int((total - need_a) / slope) if slope > 0 else here
-        guess = max(1, min(guess, 1 << 24))
-        lo, hi = 1, None
-        probe = guess
-        while hi is None:  # bracket [lo, hi) with ok(lo) and not ok(hi)
-            if ok(probe):
-                lo, probe = probe, probe * 2 if probe >= lo * 2 else probe + max(1, probe // 8)
-                if probe > (1 << 24):
-                    return lo * step
-            else:
-                hi = probe
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if ok(mid):
-                lo = mid
-            else:
-                hi = mid
-        return lo * step
+        a = max(1, getattr(settings, what) // step)
+        b = a * 2 if a > 1 else 2
+        fa, fb = over(a), over(b)
+        for _ in range(8):
+            if fb == fa:
+                break
+            c = int(b - fb * (b - a) / (fb - fa))
+            c = max(1, min(c, limit))
+            if c in (a, b):
+                break
+            a, fa, b, fb = b, fb, c, over(c)
+        n = b
+        while n > 1 and over(n) > 0:
+            n -= 1
+        while n < limit and over(n + 1) <= 0:
+            n += 1
+        return n * step
 
 
 @dataclass
@@ -474,7 +486,7 @@ def _depth_plan(config) -> tuple[int, tuple[int, ...], str]:
     if irregular:
         return n, (n,), f"{irregular[0]} makes layers differ, so every layer was simulated"
     depths = (prefix + period, prefix + 2 * period, prefix + 3 * period)
-    if n <= depths[-1] or (n - prefix) % period:
+    if n <= depths[-1] + period or (n - prefix) % period:
         return n, (n,), "every layer simulated"
     return n, depths, f"{n} layers extrapolated exactly from simulations of {depths[0]}, {depths[1]} and {depths[2]}"
 

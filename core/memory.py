@@ -849,6 +849,7 @@ def _train_step(model, optimizer, inputs, settings: MemorySettings, tracker, rou
     tracker.phase = "optimizer"
     optimizer.step()
     tracker.mark_optimizer_states(optimizer)
+    tracker._peak()  # a fused step allocates nothing once its states exist, but its phase has a peak
     optimizer.zero_grad(set_to_none=True)
     tracker.phase = "between"
 
@@ -949,10 +950,10 @@ def _tracker_class():
                 self.total += _CUBLAS_WORKSPACE * _CUBLAS_HANDLES
 
         def mark_optimizer_states(self, optimizer) -> None:
+            # only states already tracked: foreach AdamW keeps its step counts on the CPU, off the GPU's books
             for state in optimizer.state.values():
                 for value in state.values():
-                    if isinstance(value, torch.Tensor) and value.device.type != "cpu" or (
-                            isinstance(value, torch.Tensor) and value.dim() > 0):
+                    if isinstance(value, torch.Tensor) and value.untyped_storage()._cdata in self.live:
                         self.register(value, "optimizer_states", True)
 
         def start_step(self, step: int) -> None:

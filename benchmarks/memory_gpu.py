@@ -122,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cell:
         print(json.dumps(measure(json.loads(args.cell), models, args.device)))
         return 0
-    print(f"| model | quant | checkpointing | seq x batch | allocated measured | predicted | error | "
-          f"reserved measured | predicted | error | s |")
+    print("| model | quant | checkpointing | seq x batch | allocated measured | predicted | error | "
+          "reserved measured | predicted | error | s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     cells = grid(models, args.seq_len, args.batch)
     for cell in cells[: args.limit or len(cells)]:

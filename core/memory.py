@@ -271,7 +271,7 @@ def _weight_items(shapes: Any):
         yield name, tuple(shape), bool(quantizable)
 
 
-def adapter_dtype_bytes(settings_dtype: str = "bf16", quant: str = "none", recipe: str = "peft") -> int:
+def adapter_dtype_bytes() -> int:
     """Bytes per adapter value as PEFT really allocates it.
 
     ``get_peft_model``'s ``autocast_adapter_dtype=True`` (the default) upcasts LoRA weights created
@@ -563,8 +563,6 @@ def simulate_step(
     imitated on meta (``"cuda"``: flash / memory-efficient attention and their workspaces; ``"cpu"``:
     what torch runs on CPU, for that check).
     """
-    import torch
-
     from .loading import _quiet
 
     _quiet_bitsandbytes()
@@ -652,11 +650,10 @@ def _build(config, settings: MemorySettings, depth: int | None, build_model, dev
         except Exception:
             pass
         c.use_cache = False
-        if hasattr(c, "_attn_implementation") or True:
-            try:
-                c._attn_implementation = "sdpa"
-            except Exception:
-                pass
+        try:  # transformers' default where torch has SDPA; the router then picks the CUDA kernel
+            c._attn_implementation = "sdpa"
+        except Exception:
+            pass
     if build_model is not None:
         with torch.device("meta"):
             model = build_model(config)
@@ -837,8 +834,9 @@ def _train_step(model, optimizer, inputs, settings: MemorySettings, tracker, rou
             out = model(**inputs)
             loss = out.loss
         # accelerate's convert_outputs_to_fp32: the model's outputs come back in fp32
-        logits = out.logits.float() if getattr(out, "logits", None) is not None else None
-        del logits
+        # (alive until the trainer's compute_loss returns, before backward: a transient at the forward's end)
+        if getattr(out, "logits", None) is not None:
+            out.logits.float()
     else:
         out = model(**inputs)
         loss = out.loss
@@ -862,12 +860,6 @@ def _round(nbytes: int) -> int:
     return ((nbytes + _MIN_BLOCK - 1) // _MIN_BLOCK) * _MIN_BLOCK
 
 
-def _dispatch_mode_base():
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    return TorchDispatchMode
-
-
 class _Tracker:
     """Adds up live storages op by op; snapshots the per-category totals at each phase's peak.
 
@@ -889,7 +881,7 @@ def _tracker_class():
     import torch
     from torch.utils._pytree import tree_flatten
 
-    base = _dispatch_mode_base()
+    from torch.utils._python_dispatch import TorchDispatchMode as base
 
     class Tracker(base):
         def __init__(self, cuda_workspaces: bool = False):
@@ -1026,7 +1018,7 @@ def _workspace(func, args, kwargs) -> int:
     name = getattr(func, "__name__", "")
     if name.startswith("_scaled_dot_product_flash_attention_backward"):
         # flash_api.cpp mha_bwd: softmax_d and the fp32 dq accumulator, on rounded sizes; dk/dv expanded for GQA
-        grad_out, q, k = args[0], args[1], args[2]
+        q, k = args[1], args[2]
         b, h, lq, d = q.shape
         hk, lk = k.shape[1], k.shape[2]
         lq_r = -(-lq // 128) * 128
@@ -1147,12 +1139,6 @@ def _float_mask(mask, dtype):
     return torch.where(mask, zero, torch.scalar_tensor(float("-inf"), dtype=dtype, device=mask.device))
 
 
-def _disabled_function_mode():
-    from torch.overrides import _pop_mode_temporarily
-
-    return _pop_mode_temporarily()
-
-
 class _Modes:
     """The function modes of a forward: attention routing (on meta) and emulated autocast (recipe trl)."""
 
@@ -1226,9 +1212,7 @@ class _Autocast:
         def one(t):
             if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.dtype == dtype:
                 return t
-            if not lower and t.dtype == torch.float64:
-                return t
-            if lower and t.dtype == torch.float64:
+            if t.dtype == torch.float64:  # autocast leaves double alone
                 return t
             leaf = t.is_leaf and t.requires_grad
             if leaf and id(t) in self.cache:

@@ -660,7 +660,15 @@ def _build(config, settings: MemorySettings, depth: int | None, build_model, dev
     else:
         from .loading import build_model as default_build
 
-        model = default_build(config)
+        try:
+            model = default_build(config)
+        except ModelLoadError as exc:
+            if "attention implementation" not in str(exc):
+                raise
+            # a model without SDPA support (Gemma 2's softcapping): transformers runs eager attention there too
+            for c in {id(config): config, id(text): text}.values():
+                c._attn_implementation = "eager"
+            model = default_build(config)
     model = model.to(dtype)
     if device != "meta":
         model = model.to_empty(device=device)

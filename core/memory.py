@@ -563,7 +563,7 @@ def simulate_step(
     imitated on meta (``"cuda"``: flash / memory-efficient attention and their workspaces; ``"cpu"``:
     what torch runs on CPU, for that check).
     """
-    from .loading import _quiet
+    from .loading import quiet as _quiet
 
     _quiet_bitsandbytes()
     with _quiet():

@@ -65,6 +65,21 @@ def resolution_table(plan: Any) -> list[Any]:
     lines: list[Any] = [table, Text(f"trainable parameters: {cost.total:,}{_share(cost)}")]
     memory = ", ".join(f"{precision} {fmt_bytes(cost.memory(precision)['total'])}" for precision in ("fp32", "bf16"))
     lines.append(Text(f"memory for weights + gradients + AdamW states: {memory}"))
+    lines.append(
+        Text(
+            "as PEFT allocates them on a bf16 model (LoRA and DoRA fp32, biases and saved copies bf16): "
+            + fmt_bytes(cost.adapter_memory()["total"])
+        )
+    )
+    if cost.base_weights:
+        weights = cost.base_weights
+        lines.append(
+            Text(
+                f"base model weights: bf16 {fmt_bytes(weights['bf16'])}, 8-bit {fmt_bytes(weights['8bit'])}, "
+                f"4-bit NF4 {fmt_bytes(weights['4bit'])}, NF4 + double quantization "
+                f"{fmt_bytes(weights['4bit_double_quant'])}"
+            )
+        )
     lines.append(Text(f"target_modules: {_fmt(doc['target_modules'])}"))
     if doc["target_parameters"]:
         lines.append(Text(f"target_parameters: {_fmt(doc['target_parameters'])}"))
@@ -165,3 +180,38 @@ def _fmt(value) -> str:
     if isinstance(value, str):
         return value
     return ", ".join(sorted(value))
+
+
+def memory_tables(plan) -> list[Any]:
+    """``plan``: the breakdown of the peak, the peaks, the verdict on the GPU, then the assumptions."""
+    from ..memory import CATEGORIES
+
+    s = plan.settings
+    title = (
+        f"{plan.model} ({plan.model_type}): seq {s.seq_len} x batch {s.batch}, {s.dtype}, quant {s.quant}, "
+        f"recipe {s.recipe}{', checkpointing' if s.gradient_checkpointing else ''}{', packed' if s.packed else ''}"
+    )
+    table = Table(title=title)
+    table.add_column("at the peak (during " + plan.phase + ")")
+    table.add_column("memory", justify="right")
+    table.add_column("bytes", justify="right")
+    for key in CATEGORIES:
+        value = int(plan.breakdown.get(key, 0))
+        table.add_row(key.replace("_", " "), fmt_bytes(value), f"{value:,}")
+    table.add_row("peak allocated", fmt_bytes(plan.allocated), f"{plan.allocated:,}", style="bold")
+    table.add_row("peak reserved (estimate)", fmt_bytes(plan.reserved), f"{plan.reserved:,}")
+    table.add_row("CUDA context (allowance)", fmt_bytes(plan.context_bytes), f"{plan.context_bytes:,}")
+    out: list[Any] = [table, Text(f"trainable parameters: {plan.trainable_parameters:,}")]
+    if plan.gpu_name is not None:
+        need = plan.reserved + plan.context_bytes
+        out.append(
+            Text(
+                f"{plan.gpu_name} ({fmt_bytes(plan.gpu_total or 0)}): {plan.fits} "
+                f"(reserved + context {fmt_bytes(need)}); largest seq_len at batch {s.batch}: "
+                f"{plan.max_seq_len if plan.max_seq_len is not None else 'none'}; largest batch at seq_len "
+                f"{s.seq_len}: {plan.max_batch if plan.max_batch is not None else 'none'}",
+                style={"fits": "green", "tight": "yellow"}.get(plan.fits or "", "red"),
+            )
+        )
+    out.append(Text("assumptions:\n" + "\n".join(f"- {a}" for a in plan.assumptions)))
+    return out

@@ -97,7 +97,9 @@ class Registry:
 
         cached = self.__dict__.get("_digest")
         if cached is None:
-            text = json.dumps(plain({k: getattr(self, k) for k in self.__dataclass_fields__}), sort_keys=True)
+            # the GPU table sizes plans, not maps: a new card must not invalidate every cached map
+            fields = [k for k in self.__dataclass_fields__ if k != "gpus"]
+            text = json.dumps(plain({k: getattr(self, k) for k in fields}), sort_keys=True)
             cached = hashlib.sha256(text.encode()).hexdigest()
             object.__setattr__(self, "_digest", cached)
         return cached

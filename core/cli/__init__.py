@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import sys
 from pathlib import Path
@@ -10,7 +11,11 @@ from pathlib import Path
 import typer
 
 from ..errors import LoraRegistryError
-from . import compare_cmd, explain_cmd, inspect_cmd, plugins_cmd, resolve_cmd, roles_cmd, scaffold_cmd
+from . import compare_cmd, explain_cmd, inspect_cmd, plan_cmd, plugins_cmd, resolve_cmd, roles_cmd, scaffold_cmd
+
+# bitsandbytes (imported by PEFT where installed: the qlora extra) logs a line about an optional CPU kernel on
+# import; the command line owes its user one line per error, not someone else's notices.
+logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 app = typer.Typer(
     name="lora-registry",
@@ -21,6 +26,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command("resolve")(resolve_cmd.resolve)
+app.command("plan")(plan_cmd.plan)
 app.command("compare")(compare_cmd.compare)
 app.command("explain")(explain_cmd.explain)
 app.command("inspect")(inspect_cmd.inspect_command)

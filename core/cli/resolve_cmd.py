@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import typer
 
 from ..errors import ConfigError
-from ..settings import LoraSettings
-from .common import check_output, handle_errors, inspect_model, no_cache_option, parse_pairs, plugin_host, write_atomic
+from . import adapter_options as opt
+from .common import check_output, handle_errors, write_atomic
 
 #: peft is adapter_config.json; the trainers' formats are written by lora_registry.exports
 FORMATS = ("table", "json", "peft", "axolotl", "llamafactory", "unsloth", "torchtune")
@@ -18,32 +17,24 @@ FORMATS = ("table", "json", "peft", "axolotl", "llamafactory", "unsloth", "torch
 
 @handle_errors
 def resolve(
-    model: str = typer.Argument(..., help="model_type, config.json or its folder, or a cached hub id."),
-    roles: str | None = typer.Option(None, "--roles", "-r", help="Comma list of roles and aliases, e.g. q,v,ffn."),
-    rank: int | None = typer.Option(None, "--rank", help="LoRA rank for every role [default: 8, or the preset's]."),
-    alpha: float | None = typer.Option(None, "--alpha", help="lora_alpha [default: 2 x rank, or the preset's]."),
-    rank_for: list[str] | None = typer.Option(None, "--rank-for", help="Per-role rank, ROLE=N (repeatable)."),
-    alpha_for: list[str] | None = typer.Option(None, "--alpha-for", help="Per-role alpha, ROLE=X (repeatable)."),
-    preset: str | None = typer.Option(None, "--preset", help="A preset from registry.toml, e.g. qv8-ffn4."),
-    presets_file: Path | None = typer.Option(
-        None, "--presets", help="A TOML file of your own [presets.NAME] tables (default: $LORA_REGISTRY_PRESETS)."
-    ),
-    scope: str = typer.Option("language", "--scope", help="language, vision, audio, projector (comma list)."),
-    strict: bool = typer.Option(False, "--strict", help="Refuse to widen q/k/v or gate/up onto a fused module."),
-    layers: str | None = typer.Option(None, "--layers", help="Only these layers of each stack, e.g. 0-7,24-31."),
-    last_layers: int | None = typer.Option(None, "--last-layers", help="Only the last N layers of each stack."),
-    dropout: float = typer.Option(0.0, "--dropout", help="lora_dropout, at least 0 and below 1."),
-    bias: str = typer.Option("none", "--bias", help="none, all or lora_only: which biases train too."),
-    rslora: bool = typer.Option(False, "--rslora", help="Rank-stabilised scaling (use_rslora)."),
-    dora: bool = typer.Option(False, "--dora", help="DoRA (use_dora): adds a trainable magnitude per output feature."),
-    init: str = typer.Option(
-        "true",
-        "--init",
-        help="init_lora_weights: true, false, gaussian, pissa, pissa_niter_N, olora, eva, corda, orthogonal, mica, lora_ga.",
-    ),
-    modules_to_save: str | None = typer.Option(
-        None, "--modules-to-save", help="Comma list of roles or module names to train whole, e.g. lm-head."
-    ),
+    model: str = opt.MODEL,
+    roles: str | None = opt.ROLES,
+    rank: int | None = opt.RANK,
+    alpha: float | None = opt.ALPHA,
+    rank_for: list[str] | None = opt.RANK_FOR,
+    alpha_for: list[str] | None = opt.ALPHA_FOR,
+    preset: str | None = opt.PRESET,
+    presets_file: Path | None = opt.PRESETS_FILE,
+    scope: str = opt.SCOPE,
+    strict: bool = opt.STRICT,
+    layers: str | None = opt.LAYERS,
+    last_layers: int | None = opt.LAST_LAYERS,
+    dropout: float = opt.DROPOUT,
+    bias: str = opt.BIAS,
+    rslora: bool = opt.RSLORA,
+    dora: bool = opt.DORA,
+    init: str = opt.INIT,
+    modules_to_save: str | None = opt.MODULES_TO_SAVE,
     output_format: str = typer.Option(
         "table",
         "--format",
@@ -54,47 +45,39 @@ def resolve(
         None, "--output", "-o", help="Write to FILE (only when the whole run succeeds)."
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --output file."),
-    trust_remote_code: bool = typer.Option(
-        False, "--trust-remote-code", help="Allow a config's own Python code to run."
-    ),
-    plugin: str | None = typer.Option(None, "--plugin", help="Ask only this plugin."),
-    verify: bool = typer.Option(
-        False, "--verify", help="Build the model anyway and check the config-only fast path against it."
-    ),
-    no_cache: bool = no_cache_option(),
+    trust_remote_code: bool = opt.TRUST_REMOTE_CODE,
+    plugin: str | None = opt.PLUGIN,
+    verify: bool = opt.VERIFY,
+    no_cache: bool = opt.NO_CACHE,
 ) -> None:
     """Resolve roles onto MODEL's module names and print the LoRA config that adapts exactly those."""
-    from ..resolution import parse_layer_selection, parse_scopes, resolve_map
-    from ..roles import parse_roles
-
     if output_format not in FORMATS:
         raise ConfigError(f"unknown format {output_format!r}; choose from {', '.join(FORMATS)}")
     check_output(output, force)
-    host = plugin_host(presets_file)  # plugins' fragments and the user's file add presets and architectures
-    registry = host.registry
-    found = registry.presets.get(preset) if preset is not None else None
-    settings = LoraSettings.from_preset(  # every option value is checked here, once, before a model is read
-        found,
-        r=rank,
-        lora_alpha=alpha,
-        ranks=parse_pairs(rank_for, "--rank-for", int),
-        alphas=parse_pairs(alpha_for, "--alpha-for", float),
+    plan = opt.adapter_plan(
+        model,
+        roles=roles,
+        rank=rank,
+        alpha=alpha,
+        rank_for=rank_for,
+        alpha_for=alpha_for,
+        preset=preset,
+        presets_file=presets_file,
+        scope=scope,
+        strict=strict,
+        layers=layers,
+        last_layers=last_layers,
+        dropout=dropout,
+        bias=bias,
+        rslora=rslora,
+        dora=dora,
+        init=init,
         modules_to_save=modules_to_save,
-        **peft_options(dropout, bias, rslora, dora, init),
+        trust_remote_code=trust_remote_code,
+        plugin=plugin,
+        verify=verify,
+        no_cache=no_cache,
     )
-    if preset is not None and found is None:
-        raise ConfigError(f"unknown preset {preset!r}; known: {', '.join(registry.presets)}")
-    roles = roles or (found.roles if found is not None else None)
-    if not roles:
-        raise ConfigError("give --roles (e.g. --roles q,v,ffn) or --preset (see `lora-registry roles`)")
-    # Bad roles, scopes and layer ranges fail before any model is read or built.
-    requests = parse_roles(roles, registry)
-    scopes = parse_scopes(scope)
-    selection = parse_layer_selection(layers, last_layers)
-    model_map = inspect_model(
-        model, host, trust_remote_code=trust_remote_code, plugin=plugin, verify=verify, cache=not no_cache
-    )
-    plan = resolve_map(model_map, requests, scopes, strict=strict, layers=selection).plan(settings)
     text = None
     if output_format == "json":
         text = json.dumps(plan.to_dict(), indent=2) + "\n"
@@ -121,12 +104,3 @@ def resolve(
         from .tables import print_all
 
         print_all(renderable)
-
-
-def peft_options(dropout: float, bias: str, rslora: bool, dora: bool, init: str) -> dict[str, Any]:
-    """The command line's PEFT options as ``lora_config`` keyword arguments (``--init true`` -> ``True``)."""
-    flag = init.strip().lower()
-    init_value = {"true": True, "false": False}.get(flag, init.strip())
-    return dict(
-        lora_dropout=dropout, bias=bias.strip().lower(), use_rslora=rslora, use_dora=dora, init_lora_weights=init_value
-    )

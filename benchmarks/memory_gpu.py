@@ -20,6 +20,7 @@ CPU tensors, so the table checks the wiring, not a GPU.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -27,15 +28,47 @@ import time
 
 #: (label, config overrides) of the models in the grid; sizes keep each run short, not tiny
 MODELS = {
-    "llama-1B-ish": dict(model_type="llama", hidden_size=2048, intermediate_size=8192, num_hidden_layers=4,
-                         num_attention_heads=32, num_key_value_heads=8, vocab_size=128256, head_dim=64),
-    "qwen2-1.5B-ish": dict(model_type="qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=4,
-                           num_attention_heads=12, num_key_value_heads=2, vocab_size=151936),
-    "mistral-7B-4-layers": dict(model_type="mistral", hidden_size=4096, intermediate_size=14336, num_hidden_layers=4,
-                                num_attention_heads=32, num_key_value_heads=8, vocab_size=32768, head_dim=128),
+    "llama-1B-ish": dict(
+        model_type="llama",
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=4,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        head_dim=64,
+    ),
+    "qwen2-1.5B-ish": dict(
+        model_type="qwen2",
+        hidden_size=1536,
+        intermediate_size=8960,
+        num_hidden_layers=4,
+        num_attention_heads=12,
+        num_key_value_heads=2,
+        vocab_size=151936,
+    ),
+    "mistral-7B-4-layers": dict(
+        model_type="mistral",
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=4,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=32768,
+        head_dim=128,
+    ),
 }
-TINY = {"tiny-llama": dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                           num_attention_heads=4, num_key_value_heads=2, vocab_size=256)}
+TINY = {
+    "tiny-llama": dict(
+        model_type="llama",
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=256,
+    )
+}
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -68,18 +101,35 @@ def measure(cell: dict, models: dict, device: str) -> dict:
     """Run the cell's training steps for real on ``device`` and return its peak memory."""
     import torch
 
-    from lora_registry import memory
+    from lora_registry import memory, simulation
 
-    settings = memory.MemorySettings(seq_len=cell["seq_len"], batch=cell["batch"], quant=cell["quant"],
-                                     gradient_checkpointing=cell["gradient_checkpointing"], packed=True)
+    settings = memory.MemorySettings(
+        seq_len=cell["seq_len"],
+        batch=cell["batch"],
+        quant=cell["quant"],
+        gradient_checkpointing=cell["gradient_checkpointing"],
+        packed=True,
+    )
     if device == "cpu":
         # no GPU: the tracker on real CPU tensors (the path the test suite checks against meta)
-        result = memory.simulate_step(config_of(models[cell["model"]]), lora_config(), settings, device="cpu",
-                                      target="cpu")
+        result = simulation.simulate_step(
+            config_of(models[cell["model"]]), lora_config(), settings, device="cpu", target="cpu"
+        )
         return {"allocated": result.tracked, "reserved": result.reserved}
+    config = config_of(models[cell["model"]])
+    if cell["quant"] == "none":
+        model = simulation._build(config, settings, None, None, "cuda")  # each weight its own allocation
+    else:
+        # as from_pretrained loads a checkpoint into bitsandbytes layers: each weight reaches the GPU, is
+        # quantized there and its bf16 copy freed; the weights that stay bf16 follow
+        model = simulation._build(config, dataclasses.replace(settings, quant="none"), None, None, "cpu")
+        model = simulation._quantize(model, settings, torch.bfloat16, "cuda").to("cuda")
+    peft_model, params, _ = simulation._prepare(model, lora_config(), settings, "cuda")
+    optimizer = simulation._optimizer(params, settings, "cuda")
+    # the training step's peak, not the loading's: the prediction models a steady-state step
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
-    model = memory._build(config_of(models[cell["model"]]), settings, None, None, "cuda")
-    peft_model, optimizer, _ = memory._prepare(model, lora_config(), settings, "cuda")
     ids = torch.randint(0, models[cell["model"]]["vocab_size"], (cell["batch"], cell["seq_len"]), device="cuda")
     for _ in range(3):
         loss = peft_model(input_ids=ids, labels=ids).loss
@@ -93,15 +143,25 @@ def measure(cell: dict, models: dict, device: str) -> dict:
 
 def predict(cell: dict, models: dict, dry_run: bool = False) -> dict:
     """``plan_memory``'s prediction for the cell (the dry run predicts what CPU runs, on meta)."""
-    from lora_registry import memory
+    from lora_registry import memory, simulation
 
     if dry_run:
-        settings = memory.MemorySettings(seq_len=cell["seq_len"], batch=cell["batch"], quant=cell["quant"],
-                                         gradient_checkpointing=cell["gradient_checkpointing"], packed=True)
-        result = memory.simulate_step(config_of(models[cell["model"]]), lora_config(), settings, target="cpu")
+        settings = memory.MemorySettings(
+            seq_len=cell["seq_len"],
+            batch=cell["batch"],
+            quant=cell["quant"],
+            gradient_checkpointing=cell["gradient_checkpointing"],
+            packed=True,
+        )
+        result = simulation.simulate_step(config_of(models[cell["model"]]), lora_config(), settings, target="cpu")
         return {"allocated": result.tracked, "reserved": result.reserved}
-    settings = memory.MemorySettings(seq_len=cell["seq_len"], batch=cell["batch"], quant=cell["quant"],
-                                     gradient_checkpointing=cell["gradient_checkpointing"], packed=True)
+    settings = memory.MemorySettings(
+        seq_len=cell["seq_len"],
+        batch=cell["batch"],
+        quant=cell["quant"],
+        gradient_checkpointing=cell["gradient_checkpointing"],
+        packed=True,
+    )
     plan = memory.plan_memory(config_of(models[cell["model"]]), lora_config(), settings, model_label=cell["model"])
     return {"allocated": plan.allocated, "reserved": plan.reserved}
 
@@ -122,16 +182,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.cell:
         print(json.dumps(measure(json.loads(args.cell), models, args.device)))
         return 0
-    print("| model | quant | checkpointing | seq x batch | allocated measured | predicted | error | "
-          "reserved measured | predicted | error | s |")
+    print(
+        "| model | quant | checkpointing | seq x batch | allocated measured | predicted | error | "
+        "reserved measured | predicted | error | s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     cells = grid(models, args.seq_len, args.batch)
     for cell in cells[: args.limit or len(cells)]:
         started = time.perf_counter()
         # a fresh process per cell: the caching allocator starts empty, as in a real run
         extra = ["--dry-run"] if args.dry_run else []
-        done = subprocess.run([sys.executable, __file__, "--device", args.device, "--cell", json.dumps(cell)] + extra,
-                              capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, __file__, "--device", args.device, "--cell", json.dumps(cell)] + extra,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if done.returncode != 0:
             tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
             print(f"| {cell['model']} | {cell['quant']} | {cell['gradient_checkpointing']} | failed: {tail[0][:120]} |")
@@ -139,10 +205,12 @@ def main(argv: list[str] | None = None) -> int:
         got = json.loads(done.stdout.strip().splitlines()[-1])
         want = predict(cell, models, args.dry_run)
         errors = {k: (want[k] - got[k]) / got[k] * 100 if got[k] else 0.0 for k in ("allocated", "reserved")}
-        print(f"| {cell['model']} | {cell['quant']} | {'on' if cell['gradient_checkpointing'] else 'off'} | "
-              f"{cell['seq_len']} x {cell['batch']} | {got['allocated'] / 2**30:.3f} GiB | "
-              f"{want['allocated'] / 2**30:.3f} GiB | {errors['allocated']:+.1f}% | {got['reserved'] / 2**30:.3f} GiB | "
-              f"{want['reserved'] / 2**30:.3f} GiB | {errors['reserved']:+.1f}% | {time.perf_counter() - started:.0f} |")
+        print(
+            f"| {cell['model']} | {cell['quant']} | {'on' if cell['gradient_checkpointing'] else 'off'} | "
+            f"{cell['seq_len']} x {cell['batch']} | {got['allocated'] / 2**30:.3f} GiB | "
+            f"{want['allocated'] / 2**30:.3f} GiB | {errors['allocated']:+.1f}% | {got['reserved'] / 2**30:.3f} GiB | "
+            f"{want['reserved'] / 2**30:.3f} GiB | {errors['reserved']:+.1f}% | {time.perf_counter() - started:.0f} |"
+        )
     return 0
 
 

@@ -5,7 +5,7 @@ transformers builds the model, PEFT applies the LoRA config, and two training st
 tracker that adds up every live storage as the CUDA caching allocator rounds it; the allocation
 trace is replayed through a model of that allocator for the reserved estimate. A uniform layer
 stack is simulated at three depths and extrapolated (exactly: each layer adds the same bytes), so
-a 126-layer model costs what a 4-layer one does. With a GPU it says whether the step fits, and
+a 126-layer model costs what a few layers do. With a GPU it says whether the step fits, and
 the largest sequence length and batch that do.
 
 ``AdapterPlan.memory(settings)`` is the usual entry: it plans the adapter's own LoRA config on
@@ -145,23 +145,6 @@ class MemoryPlan:
             "simulated_layers": list(self.simulated_layers),
             "trainable_parameters": self.trainable_parameters,
         }
-
-    def summary(self) -> list[str]:
-        """A few human lines: the peak, the breakdown, the verdict."""
-        s = self.settings
-        lines = [
-            f"{self.model} ({self.model_type}): seq {s.seq_len} x batch {s.batch}, {s.dtype}, quant {s.quant}, "
-            f"recipe {s.recipe}{', checkpointing' if s.gradient_checkpointing else ''}",
-            f"peak allocated {_gib(self.allocated)}, reserved ~{_gib(self.reserved)} (during {self.phase}); "
-            f"+ CUDA context ~{_gib(self.context_bytes)}",
-            "  " + ", ".join(f"{key.replace('_', ' ')} {_gib(self.breakdown.get(key, 0))}" for key in CATEGORIES),
-        ]
-        if self.gpu_name is not None:
-            lines.append(
-                f"{self.gpu_name} ({_gib(self.gpu_total or 0)}): {self.fits}; largest seq_len at batch {s.batch}: "
-                f"{self.max_seq_len or 'none'}; largest batch at seq_len {s.seq_len}: {self.max_batch or 'none'}"
-            )
-        return lines
 
 
 # ------------------------------------------------------------------------------------ planning
@@ -356,8 +339,11 @@ def _extrapolate(results: Sequence[StepResult], depths: Sequence[int], total: in
 
     # the allocator's block reuse is close to, not exactly, linear: extrapolate its excess over the tracker
     allocated = tracked + max(0, line(r1.allocated - r1.tracked, r2.allocated - r2.tracked))
-    # segments come and go in whole 2 MiB / 20 MiB units: extrapolate reserved from the two deepest runs
-    reserved = max(allocated, r3.reserved + round((total - d3) / (d3 - d2) * (r3.reserved - r2.reserved)))
+    # What is reserved beyond what is allocated (cached free blocks, split segments) does not grow layer by
+    # layer: it holds about level with depth, with a jump where one large block stops fitting a cached one.
+    # So the deepest simulation's excess is carried over; a line through segment counts would multiply one
+    # such jump by the number of layers.
+    reserved = allocated + max(0, r3.reserved - r3.allocated)
     from .simulation import StepResult
 
     trainable = r1.trainable + round(steps * (r2.trainable - r1.trainable))
@@ -456,10 +442,6 @@ def _assumptions(config: Any, settings: MemorySettings, result: StepResult, note
         out.append(f"seq_len {s.seq_len} is beyond the model's max_position_embeddings ({limit}): planned anyway")
     out.extend(result.notes[1:])
     return out
-
-
-def _gib(n: int | float) -> str:
-    return f"{n / GIB:.2f} GiB"
 
 
 # ---------------------------------------------------------------------------------------- GPUs

@@ -32,7 +32,7 @@ CASES = [
     ("8B QLoRA, checkpointing, --gpu RTX4090", LLAMA_8B, (*QLORA, "--gpu", "RTX4090"), False),
     ("405B LoRA", LLAMA_405B, (), False),
     ("405B QLoRA, checkpointing", LLAMA_405B, QLORA, False),
-    ("405B QLoRA, checkpointing, --gpu 4x H200 (564GB)", LLAMA_405B, (*QLORA, "--gpu", "564GB"), False),
+    ("405B QLoRA, checkpointing, --gpu 256GB", LLAMA_405B, (*QLORA, "--gpu", "256GB"), False),
 ]
 
 
@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one run of the quick cases")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--case", default="", help="only the cases whose label contains this text")
     args = parser.parse_args(argv)
     repeat = 1 if args.quick else args.repeat
     print(
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("|---|---|---|---|---|---|")
     for label, model, extra, quick in CASES:
-        if args.quick and not quick:
+        if (args.quick and not quick) or args.case not in label:
             continue
         runs = [run_once(model, extra) for _ in range(repeat)]
         doc = json.loads(runs[-1][3])

@@ -321,7 +321,7 @@ class _Planner:
 
 def _extrapolate(results: Sequence[StepResult], depths: Sequence[int], total: int) -> StepResult | None:
     """Linear extrapolation of per-phase peaks from equally spaced depths; ``None`` if they are not linear."""
-    (r1, r2, r3), (d1, d2, d3) = results, depths
+    (r1, r2, r3), (d1, d2, _) = results, depths
     steps = (total - d1) / (d2 - d1)
     phases = {}
     for phase in r1.phases:

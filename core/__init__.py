@@ -32,6 +32,8 @@ __all__ = [
     "Decline",
     "LoraRegistryError",
     "LoraSettings",
+    "MemoryPlan",
+    "MemorySettings",
     "ModelLoadError",
     "ModelMap",
     "ModuleTree",
@@ -53,6 +55,7 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover
     from .host import PluginHost, get_plugin_host, get_plugin_manager
     from .inspection import ModelMap, inspect
+    from .memory import MemoryPlan, MemorySettings
     from .plan import AdapterPlan, Cost
     from .resolution import Resolution, resolve
     from .settings import LoraSettings
@@ -74,6 +77,8 @@ _LAZY = {
     "AdapterPlan": "plan",
     "Cost": "plan",
     "ModuleTree": "tree",
+    "MemorySettings": "memory",
+    "MemoryPlan": "memory",
 }
 
 

@@ -53,10 +53,14 @@ class ModelHandle:
     """
 
     def __init__(
-        self, module: torch.nn.Module | None = None, build: Callable[[], torch.nn.Module] | None = None
+        self,
+        module: torch.nn.Module | None = None,
+        build: Callable[[], torch.nn.Module] | None = None,
+        recipe: Callable[[], Any] | None = None,
     ) -> None:
         self._module = module
         self._build = build
+        self._recipe = recipe
 
     @property
     def built(self) -> bool:
@@ -68,6 +72,10 @@ class ModelHandle:
         if self._module is None and self._build is not None:
             self._module = self._build()
         return self._module
+
+    def recipe(self) -> Any:
+        """How to build the model afresh (``loading.ModelRecipe``, read now), or ``None`` when unknown."""
+        return self._recipe() if self._recipe is not None else None
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,13 @@ class ModelMap:
 
             raise ModelLoadError(f"{self.model}: this map has no module and no way to build it")
         return module
+
+    def recipe(self) -> Any:
+        """How to build this model afresh on the meta device (``loading.ModelRecipe``), or ``None`` for a map without a model.
+
+        The memory simulation (``AdapterPlan.memory``) builds from it, at a few depths.
+        """
+        return self.handle.recipe() if self.handle is not None else None
 
     @property
     def all_module_names(self) -> tuple[str, ...]:
@@ -266,7 +281,7 @@ def inspect(
     from .loading import load_model
 
     loaded = load_model(model, trust_remote_code=trust_remote_code, plugin_manager=host, revision=revision)
-    mapped = _from_module(loaded, host, plugin)
+    mapped = _from_module(loaded, host, plugin, _recipe_loader(model, trust_remote_code, host, revision))
     if key is not None:
         from . import cache as disk
 
@@ -297,7 +312,9 @@ def fast_map(
 
 
 # ----------------------------------------------------------------------------- the two paths
-def _from_module(loaded: Any, host: PluginHost, plugin: str | None) -> ModelMap:
+def _from_module(
+    loaded: Any, host: PluginHost, plugin: str | None, recipe: Callable[[], Any] | None = None
+) -> ModelMap:
     """The map of a built (or given) model."""
     tree = ModuleTree.from_module(loaded.model)
     return _classified(
@@ -308,7 +325,7 @@ def _from_module(loaded: Any, host: PluginHost, plugin: str | None) -> ModelMap:
         loaded.model,
         host,
         plugin,
-        ModelHandle(loaded.model),
+        ModelHandle(loaded.model, recipe=recipe),
         list(loaded.warnings),
     )
 
@@ -384,7 +401,16 @@ def _lazy_handle(label: str, trust_remote_code: bool, host: PluginHost, revision
 
         return load_model(label, trust_remote_code=trust_remote_code, plugin_manager=host, revision=revision).model
 
-    return ModelHandle(build=build)
+    return ModelHandle(build=build, recipe=_recipe_loader(label, trust_remote_code, host, revision))
+
+
+def _recipe_loader(source: Any, trust_remote_code: bool, host: PluginHost, revision: str | None) -> Callable[[], Any]:
+    def recipe() -> Any:
+        from .loading import load_recipe
+
+        return load_recipe(source, trust_remote_code=trust_remote_code, plugin_manager=host, revision=revision)
+
+    return recipe
 
 
 class ConfigView:

@@ -132,6 +132,75 @@ def build_with_plugin(plugin_manager: Any, model_type: str, data: dict, label: s
     return PluginModel(built[0], model_type, built[1]) if built is not None else None
 
 
+@dataclass(frozen=True)
+class ModelRecipe:
+    """How to build MODEL afresh on the meta device: its config, and the function that builds a model from it.
+
+    ``config`` is a transformers ``PretrainedConfig``, or the ``config.json`` dict of a model type a
+    plugin builds; ``build(config)`` returns a new ``nn.Module`` on the meta device. The memory
+    simulation builds from changed copies of the config (fewer layers, another dtype).
+    """
+
+    label: str
+    model_type: str
+    config: Any
+    build: Callable[[Any], Any]
+
+
+def load_recipe(
+    source: Any, *, trust_remote_code: bool = False, plugin_manager: Any = None, revision: str | None = None
+) -> ModelRecipe:
+    """MODEL's ``ModelRecipe``, read without building it where the config says enough.
+
+    ``source`` is anything ``load_model`` accepts. A built module is rebuilt from its own class
+    and config (a PEFT-wrapped one without its adapters); a module without a transformers config
+    cannot be, and is a ``ModelLoadError``.
+    """
+    import torch
+    from transformers import PretrainedConfig
+
+    if isinstance(source, torch.nn.Module):
+        model = _unwrap_peft(source)
+        config = getattr(model, "config", None)
+        cls = type(model)
+        if not isinstance(config, PretrainedConfig) or not hasattr(cls, "_from_config"):
+            raise ModelLoadError(
+                f"{cls.__name__}: this module has no transformers config to build it again from; "
+                "pass its config or config.json"
+            )
+        return ModelRecipe(cls.__name__, config.model_type, config, functools.partial(_build_class, cls))
+    if isinstance(source, PretrainedConfig):
+        build = functools.partial(build_model, trust_remote_code=trust_remote_code)
+        return ModelRecipe(source.model_type, source.model_type, source, build)
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
+    if not isinstance(source, str) or not source.strip():
+        raise ModelLoadError(f"MODEL must be a path, hub id, model_type, config or module, not {source!r}")
+    config = load_config(source, trust_remote_code=trust_remote_code, plugin_manager=plugin_manager)
+    if isinstance(config, PluginModel):
+        found = read_source(source, revision=revision)
+        data = dict(found.data) if found is not None and found.data is not None else {"model_type": config.model_type}
+        return ModelRecipe(
+            source, config.model_type, data, functools.partial(_build_with_plugin, plugin_manager, config, source)
+        )
+    build = functools.partial(build_model, trust_remote_code=trust_remote_code)
+    return ModelRecipe(source, config.model_type, config, build)
+
+
+def _build_class(cls: Any, config: Any) -> Any:
+    import torch
+
+    with quiet(), torch.device("meta"):
+        return cls._from_config(config)
+
+
+def _build_with_plugin(plugin_manager: Any, built: PluginModel, label: str, data: Mapping[str, Any]) -> Any:
+    found = build_with_plugin(plugin_manager, built.model_type, dict(data), label)
+    if found is None:  # the plugin built it a moment ago: it must still answer
+        raise ModelLoadError(f"{label}: plugin {built.plugin!r} no longer builds {built.model_type!r}")
+    return found.model
+
+
 def read_source(source: str, *, revision: str | None = None) -> ConfigSource | None:
     """MODEL read without torch or transformers, for the fast path and the cache; ``None`` if it cannot be.
 

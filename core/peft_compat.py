@@ -164,6 +164,19 @@ def modules_to_save_parameters(tree: ModuleTree, name: str) -> int:
     )
 
 
+def adapter_value_bytes(model_bytes: int = 2) -> dict[str, int]:
+    """Bytes per trainable value as ``get_peft_model`` allocates them on a model loaded at ``model_bytes`` per value.
+
+    ``tuners_utils.cast_adapter_dtype`` (``autocast_adapter_dtype=True``, the default) upcasts every
+    bf16/fp16 parameter of a tuner layer's adapter (``lora_A``, ``lora_B``, embedding LoRA, DoRA's
+    ``lora_magnitude_vector``, ``ParamWrapper``'s expert LoRA) to fp32. Base-model biases made
+    trainable by ``bias`` and ``ModulesToSaveWrapper``'s copies are not tuner-layer adapters: they
+    keep the model's dtype.
+    """
+    adapter = max(4, model_bytes)
+    return {"lora": adapter, "dora": adapter, "biases": model_bytes, "modules_to_save": model_bytes}
+
+
 # ----------------------------------------------------------------------------- the transformers-5 MoE rename
 def renamed_module_names(model_type: str) -> frozenset[str]:
     """Module names PEFT rewrites into expert parameters for this model_type.

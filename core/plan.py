@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from . import peft_compat
 from .errors import ConfigError
+from .quantization import weight_memory
 from .targeting import exact_regex, exact_suffixes
 
 if TYPE_CHECKING:  # pragma: no cover
     from peft import LoraConfig
 
+    from .memory import MemoryPlan, MemorySettings
     from .resolution import Resolution
     from .settings import LoraSettings
 
@@ -42,6 +44,8 @@ class Cost:
     biases: int = 0
     modules_to_save: dict[str, int] = field(default_factory=dict)
     base_parameters: int = 0
+    #: the base model's weights in bytes at bf16, 8-bit and 4-bit (``quantization.weight_memory``)
+    base_weights: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -65,6 +69,23 @@ class Cost:
         each = self.total * PRECISIONS[precision]
         return {"weights": each, "gradients": each, "adamw_states": 2 * each, "total": 4 * each}
 
+    def adapter_memory(self, model_bytes: int = 2) -> dict[str, int]:
+        """Bytes for the trainable weights, gradients, AdamW states and total at the dtypes PEFT allocates.
+
+        On a model loaded at ``model_bytes`` per value (2: bf16), ``get_peft_model``'s default
+        ``autocast_adapter_dtype=True`` makes the LoRA matrices and DoRA magnitudes fp32, while
+        trainable biases and ``modules_to_save`` copies keep the model's dtype
+        (``peft_compat.adapter_value_bytes``); gradients and AdamW states follow each parameter's dtype.
+        """
+        size = peft_compat.adapter_value_bytes(model_bytes)
+        each = (
+            sum(self.lora.values()) * size["lora"]
+            + self.dora * size["dora"]
+            + self.biases * size["biases"]
+            + sum(self.modules_to_save.values()) * size["modules_to_save"]
+        )
+        return {"weights": each, "gradients": each, "adamw_states": 2 * each, "total": 4 * each}
+
     def to_dict(self) -> dict[str, Any]:
         """The ``"cost"`` object of ``resolve --format json``."""
         return {
@@ -76,6 +97,8 @@ class Cost:
             "base_parameters": self.base_parameters,
             "share": self.share,
             "memory_bytes": {precision: self.memory(precision) for precision in PRECISIONS},
+            "adapter_memory_bytes": self.adapter_memory(),
+            "base_weight_bytes": dict(self.base_weights),
         }
 
 
@@ -182,6 +205,32 @@ class AdapterPlan:
             "cost": self.cost.to_dict(),
         }
 
+    def memory(self, settings: MemorySettings, *, search: bool = True) -> MemoryPlan:
+        """The peak GPU memory of a training step with this adapter (``lora_registry.memory.plan_memory``).
+
+        The model is built afresh from the map's recipe (its config, on the meta device) at a few
+        depths; this plan's ``lora_config()`` is applied with PEFT. With ``settings.gpu`` the answer
+        says whether it fits and, unless ``search`` is off, the largest length and batch that do.
+        A layer selection (``--layers``) makes every layer simulated.
+        """
+        from .memory import MemorySettings, plan_memory
+
+        if not isinstance(settings, MemorySettings):
+            raise ConfigError(f"settings must be a MemorySettings, not {type(settings).__name__}")
+        model_map = self.resolution.model_map
+        recipe = model_map.recipe()
+        if recipe is None:
+            raise ConfigError(f"{model_map.model}: this map has no model to simulate; inspect the model itself")
+        return plan_memory(
+            recipe.config,
+            self.lora_config(),
+            settings,
+            model_label=model_map.model,
+            build_model=recipe.build,
+            search=search,
+            uniform=not self.resolution.layers,
+        )
+
     def adapter_config(self) -> str:
         """``adapter_config.json`` text, as ``LoraConfig.save_pretrained`` writes it (deterministic).
 
@@ -268,7 +317,7 @@ def _cost(
     tree = resolution.model_map.tree
     copies = {name: peft_compat.modules_to_save_parameters(tree, name) for name in saved or []}
     biases = peft_compat.bias_parameters(tree, resolution.leaves, settings.bias, saved or [])
-    return Cost(lora, dora, biases, copies, resolution.model_map.base_parameters)
+    return Cost(lora, dora, biases, copies, resolution.model_map.base_parameters, weight_memory(tree))
 
 
 def _pattern(resolution: Resolution, per_role: Mapping[str, Any]) -> dict[str, Any]:

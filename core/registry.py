@@ -20,7 +20,7 @@ from .errors import RegistryError
 
 SCOPES = ("language", "vision", "audio", "projector")
 #: Top-level tables of the built-in ``registry.toml``; a plugin's fragment may hold only ``FRAGMENT_KEYS``.
-REGISTRY_KEYS = ("schema", "roles", "aliases", "fused", "presets", "scopes", "names", "blocks", "architectures")
+REGISTRY_KEYS = ("schema", "roles", "aliases", "fused", "presets", "scopes", "names", "blocks", "architectures", "gpus")
 FRAGMENT_KEYS = ("schema", "presets", "architectures")
 _PRESET_KEYS = ("description", "roles", "rank", "alpha", "rank_for", "alpha_for")
 _ARCHITECTURE_KEYS = ("layers", "layer_roles", "model_roles")
@@ -62,6 +62,8 @@ class Registry:
     names: Mapping[str, Mapping[str, tuple[str, ...]]]
     blocks: Mapping[str, tuple[str, ...]]
     architectures: Mapping[str, Architecture]
+    #: GPU memory in GiB by lower-case name, aliases included (``plan --gpu``)
+    gpus: Mapping[str, float] = field(default_factory=dict)
 
     def merged(self, fragment: Mapping[str, Any], source: str) -> Registry:
         """Return a registry with ``fragment``'s presets and architectures added (a fragment wins on clashes)."""
@@ -76,6 +78,7 @@ class Registry:
             names=self.names,
             blocks=self.blocks,
             architectures={**self.architectures, **extra["architectures"]},
+            gpus=self.gpus,
         )
 
     def digest(self) -> str:
@@ -94,7 +97,9 @@ class Registry:
 
         cached = self.__dict__.get("_digest")
         if cached is None:
-            text = json.dumps(plain({k: getattr(self, k) for k in self.__dataclass_fields__}), sort_keys=True)
+            # the GPU table sizes plans, not maps: a new card must not invalidate every cached map
+            fields = [k for k in self.__dataclass_fields__ if k != "gpus"]
+            text = json.dumps(plain({k: getattr(self, k) for k in fields}), sort_keys=True)
             cached = hashlib.sha256(text.encode()).hexdigest()
             object.__setattr__(self, "_digest", cached)
         return cached
@@ -151,7 +156,27 @@ def parse_registry(data: Mapping[str, Any], source: str) -> Registry:
         }
     blocks = {k: tuple(_str_list(v, f"{source}: blocks.{k}")) for k, v in _table(data, "blocks", source).items()}
     rest = _parse_fragment(data, source, known, set(aliases))
-    return Registry(roles, aliases, fused, rest["presets"], scopes, names, blocks, rest["architectures"])
+    gpus = _parse_gpus(_table(data, "gpus", source), source)
+    return Registry(roles, aliases, fused, rest["presets"], scopes, names, blocks, rest["architectures"], gpus)
+
+
+def _parse_gpus(table: Mapping[str, Any], source: str) -> dict[str, float]:
+    """``[gpus]``: ``NAME = GiB`` entries and an ``aliases`` table of ``ALIAS = "NAME"``; keys lower-cased."""
+    gpus: dict[str, float] = {}
+    for name, size in table.items():
+        if name == "aliases":
+            continue
+        if isinstance(size, bool) or not isinstance(size, (int, float)) or not 0 < size < 100_000:
+            raise RegistryError(f"{source}: gpus.{name} must be a positive number of GiB, not {size!r}")
+        gpus[name.lower()] = float(size)
+    aliases = table.get("aliases", {})
+    if not isinstance(aliases, dict):
+        raise RegistryError(f"{source}: gpus.aliases must be a table")
+    for alias, target in aliases.items():
+        if not isinstance(target, str) or target.lower() not in gpus:
+            raise RegistryError(f"{source}: gpus.aliases.{alias} must name a GPU in [gpus], not {target!r}")
+        gpus[alias.lower()] = gpus[target.lower()]
+    return gpus
 
 
 def _parse_fragment(

@@ -67,8 +67,15 @@ def parse_synopsis(text: str) -> tuple[list[str], dict[str, str | None]]:
                 value = tokens[i + 1] if i + 1 < len(tokens) and not tokens[i + 1].startswith("-") else None
                 options[token] = value
     # an optional argument is a bracketed value name alone, as click shows it: [MODEL]
-    arguments = re.sub(r"\[([^\]]*)\]", lambda m: f" [{m[1]}] " if re.fullmatch(r"[A-Z_]+", m[1]) else " ", text)
-    return arguments.split(), options
+    rest = re.sub(r"\[([^\]]*)\]", lambda m: f" [{m[1]}] " if re.fullmatch(r"[A-Z_]+", m[1]) else " ", text).split()
+    arguments = []
+    while rest:  # a required option stands outside brackets: --seq-len L
+        token = rest.pop(0)
+        if token.startswith("-"):
+            options[token] = rest.pop(0) if rest and not rest[0].startswith("-") else None
+        else:
+            arguments.append(token)
+    return arguments, options
 
 
 def help_of(command) -> tuple[list[str], list[tuple[tuple[str, ...], str | None]]]:

@@ -104,6 +104,29 @@ def test_memory_and_share():
     assert doc["cost"]["memory_bytes"]["bf16"]["total"] == 8 * doc["cost"]["total"]
 
 
+def test_adapter_memory_at_the_dtypes_peft_allocates_and_base_weights():
+    resolution = lr.resolve(LLAMA, roles="q,v")
+    cost = resolution.cost(use_dora=True, modules_to_save=["lm-head"])
+    lora_and_dora = sum(cost.lora.values()) + cost.dora
+    copies = sum(cost.modules_to_save.values())
+    # LoRA and DoRA fp32 (autocast_adapter_dtype), the lm_head copy in the model's bf16
+    assert cost.adapter_memory() == {
+        "weights": 4 * lora_and_dora + 2 * copies,
+        "gradients": 4 * lora_and_dora + 2 * copies,
+        "adamw_states": 2 * (4 * lora_and_dora + 2 * copies),
+        "total": 4 * (4 * lora_and_dora + 2 * copies),
+    }
+    doc = resolution.to_dict(use_dora=True, modules_to_save=["lm-head"])["cost"]
+    assert doc["adapter_memory_bytes"] == cost.adapter_memory()
+    assert doc["memory_bytes"]["fp32"]["total"] == 16 * cost.total  # the old keys keep their meaning
+    weights = doc["base_weight_bytes"]
+    assert weights["bf16"] == 2 * resolution.model_map.base_parameters == 16_060_522_496
+    # Llama-3.1-8B: 224 quantized projections; embed_tokens and lm_head (the output embedding) stay bf16
+    embeddings = 2 * 2 * 128256 * 4096
+    assert weights["8bit"] - embeddings < weights["bf16"] // 2 < weights["8bit"]
+    assert weights["4bit_double_quant"] < weights["4bit"] < weights["8bit"]
+
+
 def _tiny_llama():
     # real (random, tiny) weights: PiSSA/OLoRA/MiCA decompose the base weight, which a meta model has not got
     config = AutoConfig.for_model(

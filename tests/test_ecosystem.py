@@ -126,6 +126,20 @@ def test_without_the_plugin_the_model_type_is_a_clear_error():
     assert "no installed plugin builds it" in result.stderr
 
 
+def test_plan_rebuilds_a_plugin_built_model_from_its_config(on_path):
+    from lora_registry.loading import load_recipe
+
+    pm = get_plugin_manager()
+    recipe = load_recipe(str(CONFIG), plugin_manager=pm)
+    assert recipe.model_type == "tinyformer" and recipe.config["num_hidden_layers"] == 8
+    assert len(recipe.build({**recipe.config, "num_hidden_layers": 2}).blocks) == 2  # the plugin builds any depth
+    adapter = lr.resolve(str(CONFIG), roles="q,v", plugin_manager=pm).plan()
+    # Tinyformer's forward takes no labels: there is no training step to plan, and the error says why
+    with pytest.raises(lr.ModelLoadError, match="labels") as err:
+        adapter.memory(lr.MemorySettings(seq_len=16))
+    assert "\n" not in str(err.value)
+
+
 def test_installed_plugin_in_process_peft_exact(on_path):
     pm = get_plugin_manager()
     assert pm.precedence()[0] == "tinyformer"

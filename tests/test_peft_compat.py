@@ -202,6 +202,31 @@ def test_a_tied_head_saved_whole_counts_its_weight():
     assert copies == peft_compat.modules_to_save_parameters(tree, "lm_head") == 100 * 64
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_adapter_dtypes_are_what_get_peft_model_allocates(dtype):
+    # phi: biases; DoRA; a whole lm_head copy; and 3-D experts through ParamWrapper on qwen3_moe
+    model = _build("phi").to(dtype)
+    peft = _apply(model, target_modules=["q_proj", "fc1"], use_dora=True, bias="all", modules_to_save=["lm_head"])
+    moe = _build("qwen3_moe", num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32).to(dtype)
+    peft_moe = _apply(moe, target_modules=["q_proj"], target_parameters=["mlp.experts.gate_up_proj"])
+    expected = peft_compat.adapter_value_bytes(torch.empty((), dtype=dtype).element_size())
+    seen = set()
+    for name, p in [*peft.named_parameters(), *peft_moe.named_parameters()]:
+        if not p.requires_grad:
+            continue
+        if "modules_to_save" in name:
+            kind = "modules_to_save"
+        elif "lora_magnitude_vector" in name:
+            kind = "dora"
+        elif "lora_" in name:
+            kind = "lora"
+        else:
+            kind = "biases"
+        seen.add(kind)
+        assert p.element_size() == expected[kind], (name, p.dtype)
+    assert seen == {"lora", "dora", "biases", "modules_to_save"}
+
+
 def test_tuner_layers_are_recognised():
     peft = _apply(_build("llama"), target_modules=["q_proj"])
     wrapped = [n for n, m in peft.named_modules() if peft_compat.is_tuner_layer(m)]

@@ -70,6 +70,8 @@ def test_founding_preset():
             "nope",
         ),
         ({"roles": {"attention-q": "q"}, "scopes": {"video": ["v"]}}, "scopes.video"),
+        ({"roles": {"attention-q": "q"}, "gpus": {"H100": "80GB"}}, "gpus.H100"),
+        ({"roles": {"attention-q": "q"}, "gpus": {"H100": 80, "aliases": {"H": "H200"}}}, "gpus.aliases.H"),
     ],
 )
 def test_bad_registry_names_file_and_key(doc, where):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import inspect
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -13,8 +14,12 @@ from typing import Any
 import typer
 
 from ..errors import LoraRegistryError
-from . import compare_cmd, explain_cmd, inspect_cmd, plugins_cmd, resolve_cmd, roles_cmd, scaffold_cmd
+from . import compare_cmd, explain_cmd, inspect_cmd, plan_cmd, plugins_cmd, resolve_cmd, roles_cmd, scaffold_cmd
 from .common import App
+
+# bitsandbytes (imported by PEFT where installed: the qlora extra) logs a line about an optional CPU kernel on
+# import; the command line owes its user one line per error, not someone else's notices.
+logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 app = App(
     name="lora-registry",
@@ -45,6 +50,7 @@ def _options(
 
 
 app.command("resolve")(resolve_cmd.resolve)
+app.command("plan")(plan_cmd.plan)
 app.command("compare")(compare_cmd.compare)
 app.command("explain")(explain_cmd.explain)
 app.command("inspect")(inspect_cmd.inspect_command)

@@ -254,6 +254,21 @@ def resolution_table(plan: Any) -> list[Any]:
     lines: list[Any] = [grid, Line(f"trainable parameters: {cost.total:,}{_share(cost)}")]
     memory = ", ".join(f"{precision} {fmt_bytes(cost.memory(precision)['total'])}" for precision in ("fp32", "bf16"))
     lines.append(Line(f"memory for weights + gradients + AdamW states: {memory}"))
+    lines.append(
+        Line(
+            "as PEFT allocates them on a bf16 model (LoRA and DoRA fp32, biases and saved copies bf16): "
+            + fmt_bytes(cost.adapter_memory()["total"])
+        )
+    )
+    if cost.base_weights:
+        weights = cost.base_weights
+        lines.append(
+            Line(
+                f"base model weights: bf16 {fmt_bytes(weights['bf16'])}, 8-bit {fmt_bytes(weights['8bit'])}, "
+                f"4-bit NF4 {fmt_bytes(weights['4bit'])}, NF4 + double quantization "
+                f"{fmt_bytes(weights['4bit_double_quant'])}"
+            )
+        )
     lines.extend(targets_lines("target_modules", doc["target_modules"]))
     if doc["target_parameters"]:
         lines.extend(targets_lines("target_parameters", doc["target_parameters"]))
@@ -426,3 +441,46 @@ def _share(cost: Any) -> str:
 
 def _generalise(name: str) -> str:
     return re.sub(r"\.(\d+)\.", ".N.", name, count=1)
+
+
+def memory_tables(plan: Any) -> list[Any]:
+    """``plan``: the breakdown of the peak, the peaks, the verdict on the GPU, then the assumptions."""
+    from ..memory import CATEGORIES
+
+    s = plan.settings
+    title = (
+        f"{plan.model} ({plan.model_type}): seq {s.seq_len} x batch {s.batch}, {s.dtype}, quant {s.quant}, "
+        f"recipe {s.recipe}{', checkpointing' if s.gradient_checkpointing else ''}{', packed' if s.packed else ''}"
+    )
+    table = Grid(
+        title,
+        [
+            Column("what", f"at the peak (during {plan.phase})", wrap="words"),
+            Column("memory", "memory", justify="right"),
+            Column("bytes", "bytes", justify="right"),
+        ],
+        [("what", "memory", "bytes"), ("what", "memory")],
+    )
+    for key in CATEGORIES:
+        value = int(plan.breakdown.get(key, 0))
+        table.add_row(what=key.replace("_", " "), memory=fmt_bytes(value), bytes=f"{value:,}")
+    table.add_row("bold", what="peak allocated", memory=fmt_bytes(plan.allocated), bytes=f"{plan.allocated:,}")
+    table.add_row(what="peak reserved (estimate)", memory=fmt_bytes(plan.reserved), bytes=f"{plan.reserved:,}")
+    table.add_row(
+        what="CUDA context (allowance)", memory=fmt_bytes(plan.context_bytes), bytes=f"{plan.context_bytes:,}"
+    )
+    out: list[Any] = [table, Line(f"trainable parameters: {plan.trainable_parameters:,}")]
+    if plan.gpu_name is not None:
+        need = plan.reserved + plan.context_bytes
+        out.append(
+            Line(
+                f"{plan.gpu_name} ({fmt_bytes(plan.gpu_total or 0)}): {plan.fits} "
+                f"(reserved + context {fmt_bytes(need)}); largest seq_len at batch {s.batch}: "
+                f"{plan.max_seq_len if plan.max_seq_len is not None else 'none'}; largest batch at seq_len "
+                f"{s.seq_len}: {plan.max_batch if plan.max_batch is not None else 'none'}",
+                style={"fits": "green", "tight": "yellow"}.get(plan.fits or "", "red"),
+            )
+        )
+    out.append(Line("assumptions:"))
+    out.extend(Line(f"- {a}") for a in plan.assumptions)
+    return out

@@ -79,6 +79,8 @@ class ModelMap:
     null_reasons: Mapping[str, str] = field(default_factory=dict)
     config: Mapping[str, Any] = field(default_factory=dict, repr=False)
     declines: Mapping[str, str] = field(default_factory=dict, repr=False)
+    #: ``{adapter: target_parameters}`` of the adapters a given PEFT model already has: a further adapter must use the same
+    peft_target_parameters: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     registry: Registry | None = field(default=None, compare=False, repr=False)
     handle: ModelHandle | None = field(default=None, compare=False, repr=False)
 
@@ -147,6 +149,7 @@ class ModelMap:
             "base_parameters": self.base_parameters,
             "config": dict(self.config),
             "declines": dict(self.declines),
+            "peft_target_parameters": {k: list(v) for k, v in self.peft_target_parameters.items()},
             "tree": self.tree.to_dict(),
         }
 
@@ -174,6 +177,7 @@ class ModelMap:
             null_reasons=dict(data["null_reasons"]),
             config=dict(data["config"]),
             declines=dict(data["declines"]),
+            peft_target_parameters={k: tuple(v) for k, v in data.get("peft_target_parameters", {}).items()},
             registry=registry,
             handle=handle,
         )
@@ -269,7 +273,7 @@ def fast_map(
 # ----------------------------------------------------------------------------- the two paths
 def _from_module(loaded: Any, host: PluginHost, plugin: str | None) -> ModelMap:
     """The map of a built (or given) model."""
-    tree = ModuleTree.from_module(loaded.model)
+    tree = ModuleTree.from_module(loaded.held if loaded.held is not None else loaded.model)
     return _classified(
         loaded.label,
         loaded.model_type,
@@ -280,6 +284,7 @@ def _from_module(loaded: Any, host: PluginHost, plugin: str | None) -> ModelMap:
         plugin,
         ModelHandle(loaded.model),
         list(loaded.warnings),
+        peft_target_parameters=loaded.peft_target_parameters,
     )
 
 
@@ -325,6 +330,7 @@ def _classified(
     handle: ModelHandle,
     notes: list[str],
     fast: bool = False,
+    peft_target_parameters: Mapping[str, tuple[str, ...]] | None = None,
 ) -> ModelMap:
     registry = host.registry
     leaves = tree.leaves(registry)
@@ -343,6 +349,7 @@ def _classified(
         null_reasons=answer.null_reasons,
         config=config_summary(config),
         declines=answer.declines,
+        peft_target_parameters=dict(peft_target_parameters or {}),
         registry=registry,
         handle=handle,
     )

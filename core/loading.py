@@ -57,6 +57,10 @@ class LoadedModel:
     label: str
     #: what loading assumed or noticed (one line each), carried into the map's warnings
     warnings: tuple[str, ...] = ()
+    #: ``{adapter: target_parameters}`` of the adapters a given PEFT model already has (a further adapter must agree)
+    peft_target_parameters: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: the module as given, wrappers included: the tree is read through them (FSDP keeps full shapes in its wrapper)
+    held: Any = None
 
 
 @dataclass(frozen=True)
@@ -77,18 +81,27 @@ def load_model(
 ) -> LoadedModel:
     """Build (or unwrap) MODEL on the meta device.
 
-    ``source`` may be an ``nn.Module`` (PEFT-wrapped or not), a ``PretrainedConfig``, a path to a
-    directory holding ``config.json`` or to a ``config.json``, a hub id in the local HF cache, or a
-    model_type transformers knows. No weights are ever loaded. A model_type transformers does not
-    know is built by the plugin that answers ``lora_registry_build_model`` in ``plugin_manager``.
+    ``source`` may be an ``nn.Module`` (as a training stack holds it: compiled, DDP/FSDP-wrapped,
+    activation-checkpointed, PEFT-wrapped; the bare model inside is used), a ``PretrainedConfig``,
+    a path to a directory holding ``config.json`` or to a ``config.json``, a hub id in the local HF
+    cache, or a model_type transformers knows. No weights are ever loaded. A model_type transformers
+    does not know is built by the plugin that answers ``lora_registry_build_model`` in
+    ``plugin_manager``.
     """
     import torch
 
     if isinstance(source, torch.nn.Module):
-        model = _unwrap_peft(source)
+        from .peft_compat import adapter_target_parameters
+        from .tree import wrapper_chain
+
+        chain = wrapper_chain(source)
+        model = chain[-1]  # DDP, FSDP and PeftModel hide the model's .config
         config = getattr(model, "config", None)
         model_type = getattr(config, "model_type", "") or ""
-        return LoadedModel(model, config, model_type, type(model).__name__)
+        adapters = adapter_target_parameters(chain)
+        return LoadedModel(
+            model, config, model_type, type(model).__name__, peft_target_parameters=adapters, held=source
+        )
     from transformers import PretrainedConfig
 
     if isinstance(source, PretrainedConfig):
@@ -408,13 +421,6 @@ def local_config_file(source: str) -> Path | None:
             raise ModelLoadError(f"{source}: directory has no config.json")
         return file
     return path if path.is_file() else None
-
-
-def _unwrap_peft(model):
-    get_base = getattr(model, "get_base_model", None)
-    if callable(get_base) and type(model).__module__.startswith("peft"):
-        return get_base()
-    return model
 
 
 def _looks_like_path(source: str) -> bool:

@@ -524,6 +524,20 @@ def test_native_model_type_with_auto_map_uses_the_native_class(tmp_path):
         assert not marker.exists()
 
 
+def test_one_line_errors_with_quantization_libraries_installed(tmp_path):
+    # bitsandbytes and torchao log load-time warnings when PEFT or a model's code imports them (a fresh
+    # interpreter shows them): the error must still be the only line.
+    import importlib.util
+
+    assert importlib.util.find_spec("bitsandbytes") and importlib.util.find_spec("torchao")
+    (tmp_path / "adapter_config.json").write_text(
+        json.dumps({"peft_type": "LORA", "r": 8, "target_modules": ".*q_proj", "layers_to_transform": [0]})
+    )
+    model = write_config(tmp_path / "tiny", TINY)
+    (run,) = run_subprocesses((["explain", tmp_path / "adapter_config.json", model], subprocess_env()))
+    assert_one_line_error(run, "PEFT's LoraConfig rejects it")
+
+
 # ============================================================================ atomic writes
 
 

@@ -11,6 +11,7 @@ import typer
 
 from ..errors import LoraRegistryError
 from . import compare_cmd, explain_cmd, inspect_cmd, plugins_cmd, resolve_cmd, roles_cmd, scaffold_cmd
+from .common import quiet_libraries
 
 app = typer.Typer(
     name="lora-registry",
@@ -32,8 +33,9 @@ app.command("scaffold")(scaffold_cmd.scaffold)
 def main() -> None:
     """Console entry point: usage errors become one line and exit status 2, never a traceback."""
     try:
-        plain = plain_call(sys.argv[1:])
-        code = _run_plain(*plain) if plain else app(standalone_mode=False)
+        with quiet_libraries():
+            plain = plain_call(sys.argv[1:])
+            code = _run_plain(*plain) if plain else app(standalone_mode=False)
     except KeyboardInterrupt:
         sys.exit(130)
     except LoraRegistryError as exc:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +18,22 @@ from ..errors import ConfigError, LoraRegistryError
 if TYPE_CHECKING:  # pragma: no cover
     from ..host import PluginHost
     from ..inspection import ModelMap
+
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Keep other libraries' log lines off stderr while a command runs: the CLI speaks in its own lines.
+
+    With bitsandbytes, torchao or hqq installed, importing PEFT or transformers' models logs their
+    load-time warnings (a kernel that failed to load, a deprecated registration) through Python
+    logging: five lines before any error, which must be one line.
+    """
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
 
 
 def handle_errors(command: Callable) -> Callable:

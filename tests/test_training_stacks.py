@@ -174,12 +174,18 @@ def test_empty_weights_from_accelerate(bare_maps):
 
 # ----------------------------------------------------------------------------- DeepSpeed ZeRO-3
 @pytest.fixture(scope="module")
-def zero3(process_group):
-    """GPT-2 and Qwen3-MoE built under ``deepspeed.zero.Init``: every parameter partitioned to shape [0]."""
+def deepspeed(process_group):
+    """DeepSpeed on the module's process group."""
     import deepspeed
 
     # The shared-memory collective kernel only speeds up multi-process CPU runs; building it takes minutes.
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    return deepspeed
+
+
+@pytest.fixture(scope="module")
+def zero3(deepspeed):
+    """GPT-2 and Qwen3-MoE built under ``deepspeed.zero.Init``: every parameter partitioned to shape [0]."""
     models = {}
     for model_type in ("gpt2", "qwen3_moe"):
         tiny_model(
@@ -200,6 +206,12 @@ def test_zero3_partitioned_parameters_count_at_their_full_shape(zero3, model_typ
     assert got.base_parameters > 0
     if model_type == "qwen3_moe":
         assert {"experts-gate-up", "experts-down", "router"} <= set(got.present_roles())
+
+
+def test_deepspeed_engine(deepspeed, bare_maps):
+    engine, *_ = deepspeed.initialize(model=tiny_model("gpt2"), config={"train_micro_batch_size_per_gpu": 1})
+    assert type(engine).__name__ == "DeepSpeedEngine"
+    check(engine, "gpt2", bare_maps)
 
 
 # ----------------------------------------------------------------------------- quantized models

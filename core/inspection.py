@@ -100,6 +100,8 @@ class ModelMap:
     null_reasons: Mapping[str, str] = field(default_factory=dict)
     config: Mapping[str, ConfigValue] = field(default_factory=dict, repr=False)
     declines: Mapping[str, str] = field(default_factory=dict, repr=False)
+    #: ``{adapter: target_parameters}`` of the adapters a given PEFT model already has: a further adapter must use the same
+    peft_target_parameters: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
     registry: Registry | None = field(default=None, compare=False, repr=False)
     handle: ModelHandle | None = field(default=None, compare=False, repr=False)
 
@@ -188,6 +190,7 @@ class ModelMap:
             "base_parameters": self.base_parameters,
             "config": dict(self.config),
             "declines": dict(self.declines),
+            "peft_target_parameters": {k: list(v) for k, v in self.peft_target_parameters.items()},
             "tree": self.tree.to_dict(),
         }
 
@@ -215,6 +218,7 @@ class ModelMap:
             null_reasons=dict(data["null_reasons"]),
             config=dict(data["config"]),
             declines=dict(data["declines"]),
+            peft_target_parameters={k: tuple(v) for k, v in data.get("peft_target_parameters", {}).items()},
             registry=registry,
             handle=handle,
         )
@@ -316,7 +320,7 @@ def _from_module(
     loaded: Any, host: PluginHost, plugin: str | None, recipe: Callable[[], Any] | None = None
 ) -> ModelMap:
     """The map of a built (or given) model."""
-    tree = ModuleTree.from_module(loaded.model)
+    tree = ModuleTree.from_module(loaded.held if loaded.held is not None else loaded.model)
     return _classified(
         loaded.label,
         loaded.model_type,
@@ -327,6 +331,7 @@ def _from_module(
         plugin,
         ModelHandle(loaded.model, recipe=recipe),
         list(loaded.warnings),
+        peft_target_parameters=loaded.peft_target_parameters,
     )
 
 
@@ -372,6 +377,7 @@ def _classified(
     handle: ModelHandle,
     notes: list[str],
     fast: bool = False,
+    peft_target_parameters: Mapping[str, tuple[str, ...]] | None = None,
 ) -> ModelMap:
     registry = host.registry
     leaves = tree.leaves(registry)
@@ -390,6 +396,7 @@ def _classified(
         null_reasons=answer.null_reasons,
         config=config_summary(config),
         declines=answer.declines,
+        peft_target_parameters=dict(peft_target_parameters or {}),
         registry=registry,
         handle=handle,
     )

@@ -57,6 +57,10 @@ class LoadedModel:
     label: str
     #: what loading assumed or noticed (one line each), carried into the map's warnings
     warnings: tuple[str, ...] = ()
+    #: ``{adapter: target_parameters}`` of the adapters a given PEFT model already has (a further adapter must agree)
+    peft_target_parameters: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: the module as given, wrappers included: the tree is read through them (FSDP keeps full shapes in its wrapper)
+    held: Any = None
 
 
 @dataclass(frozen=True)
@@ -77,12 +81,14 @@ def load_model(
 ) -> LoadedModel:
     """Build (or unwrap) MODEL on the meta device.
 
-    ``source`` may be an ``nn.Module`` (PEFT-wrapped or not), a ``PretrainedConfig``, a path to a
-    directory holding ``config.json`` or to a ``config.json``, a hub id (``owner/name[@revision]``,
-    read from the local HF cache, else downloaded), or a model_type transformers knows. ``revision``
-    (a branch, tag or commit) applies to a hub id. No weights are ever loaded. A model_type
-    transformers does not know is built by the plugin that answers ``lora_registry_build_model`` in
-    ``plugin_manager``.
+    ``source`` may be an ``nn.Module`` (as a training stack holds it: compiled, DDP/FSDP-wrapped,
+    activation-checkpointed, PEFT-wrapped; the bare model inside is used), a ``PretrainedConfig``,
+    a path to a directory holding ``config.json`` or to a ``config.json``, a hub id
+    (``owner/name[@revision]``, read from the local HF cache, else downloaded), or a model_type
+    transformers knows. ``revision`` (a branch, tag or commit) applies to a hub id. No weights are ever
+    loaded. A model_type transformers does not know is built by the plugin that answers
+    ``lora_registry_build_model`` in ``plugin_manager``. A config with ``quantization_config`` is built
+    unquantized, and the ``LoadedModel`` warns what that assumes.
     """
     if revision is not None:
         from .hub import with_revision
@@ -95,14 +101,22 @@ def load_model(
     import torch
 
     if isinstance(source, torch.nn.Module):
-        model = _unwrap_peft(source)
+        from .peft_compat import adapter_target_parameters
+        from .tree import wrapper_chain
+
+        chain = wrapper_chain(source)
+        model = chain[-1]  # DDP, FSDP and PeftModel hide the model's .config
         config = getattr(model, "config", None)
         model_type = getattr(config, "model_type", "") or ""
-        return LoadedModel(model, config, model_type, type(model).__name__)
+        adapters = adapter_target_parameters(chain)
+        return LoadedModel(
+            model, config, model_type, type(model).__name__, peft_target_parameters=adapters, held=source
+        )
     from transformers import PretrainedConfig
 
     if isinstance(source, PretrainedConfig):
-        return LoadedModel(build_model(source, trust_remote_code), source, source.model_type, source.model_type)
+        noted = tuple(filter(None, [quantization_note(source.model_type, source)]))
+        return LoadedModel(build_model(source, trust_remote_code), source, source.model_type, source.model_type, noted)
     if isinstance(source, os.PathLike):
         source = os.fspath(source)
     if not isinstance(source, str) or not source.strip():
@@ -110,7 +124,13 @@ def load_model(
     config = load_config(source, trust_remote_code=trust_remote_code, plugin_manager=plugin_manager)
     if isinstance(config, PluginModel):
         return LoadedModel(config.model, getattr(config.model, "config", None), config.model_type, source)
-    return LoadedModel(build_model(config, trust_remote_code), config, config.model_type, source)
+    notes: list[str | None] = []
+    if isinstance(config, NativeConfig):
+        notes.append(f"{source}: {config.note}")
+        config = config.config
+    notes.append(quantization_note(source, config))
+    model = build_model(config, trust_remote_code)
+    return LoadedModel(model, config, config.model_type, source, tuple(n for n in notes if n))
 
 
 @dataclass(frozen=True)
@@ -120,6 +140,57 @@ class PluginModel:
     model: Any
     model_type: str
     plugin: str
+
+
+@dataclass(frozen=True)
+class NativeConfig:
+    """A config for a class transformers ships, standing in for a checkpoint's own code (``note`` says so, unlabelled)."""
+
+    config: Any
+    note: str
+
+
+#: quant_method values whose quantized Linear layers PEFT's LoRA dispatchers adapt (``peft_compat.LORA_DISPATCHERS``)
+_PEFT_ADAPTS = frozenset({"bitsandbytes", "gptq", "awq", "hqq", "torchao", "aqlm", "eetq"})
+
+
+def quantization_note(label: str, config: Any) -> str | None:
+    """One warning saying what resolving a quantized checkpoint's config assumes, or ``None`` when it is not quantized.
+
+    The model is built from the config alone, unquantized: names, shapes and counts are those of
+    the dequantized weights. PEFT adapts bitsandbytes, GPTQ, AWQ, HQQ and torchao layers under the
+    same names at those shapes; fp8, MXFP4 and compressed-tensors checkpoints are assumed loaded
+    dequantized (gpt-oss loaded natively keeps its MXFP4 experts packed at half width).
+    """
+    quant = getattr(config, "quantization_config", None)
+    if quant is None:
+        return None
+    if not isinstance(quant, Mapping):
+        to_dict = getattr(quant, "to_dict", None)
+        quant = to_dict() if callable(to_dict) else {}
+    method = str(quant.get("quant_method") or "unknown")
+    note = (
+        f"{label}: its quantization_config ({method}) was not applied: the model was built unquantized, so names, "
+        "shapes and parameter counts are those of the dequantized weights"
+    )
+    if method == "mxfp4":
+        note += (
+            "; loaded natively, gpt-oss keeps its MXFP4 experts packed at half width, which PEFT cannot adapt, "
+            "so the emitted target_parameters and counts assume loading with Mxfp4Config(dequantize=True)"
+        )
+    elif method == "fp8":
+        note += "; they assume the checkpoint is loaded dequantized (FineGrainedFP8Config(dequantize=True))"
+    elif method == "compressed-tensors":
+        note += "; they assume the checkpoint is loaded decompressed (CompressedTensorsConfig(run_compressed=False))"
+    elif method in _PEFT_ADAPTS:
+        note += f"; PEFT adapts {method}-quantized Linear layers under these names, at these logical shapes"
+    else:
+        note += f"; they assume the checkpoint is loaded dequantized (PEFT has no LoRA layer for {method} layers)"
+    kept = quant.get("modules_to_not_convert") or quant.get("ignore") or quant.get("llm_int8_skip_modules")
+    if isinstance(kept, (list, tuple)) and kept:
+        shown = ", ".join(str(k) for k in kept[:4]) + (f" and {len(kept) - 4} more" if len(kept) > 4 else "")
+        note += f" (left unquantized by the checkpoint either way: {shown})"
+    return note
 
 
 def build_with_plugin(plugin_manager: Any, model_type: str, data: dict, label: str) -> PluginModel | None:
@@ -160,7 +231,9 @@ def load_recipe(
     from transformers import PretrainedConfig
 
     if isinstance(source, torch.nn.Module):
-        model = _unwrap_peft(source)
+        from .tree import unwrap
+
+        model = unwrap(source)  # the bare model inside compile, DDP, FSDP, PEFT, ...
         config = getattr(model, "config", None)
         cls = type(model)
         if not isinstance(config, PretrainedConfig) or not hasattr(cls, "_from_config"):
@@ -244,7 +317,8 @@ def load_config(
 ):
     """Read a config from a path, the hub (cache first), or transformers' defaults for a model_type.
 
-    Returns a ``PluginModel`` instead where a plugin builds a model_type transformers lacks.
+    Returns a ``PluginModel`` instead where a plugin builds a model_type transformers lacks, and a
+    ``NativeConfig`` where the config's ``architectures`` names a class transformers ships for it.
     ``revision`` (a branch, tag or commit) applies to a hub id, as ``owner/name@revision`` does.
     """
     if revision is not None:
@@ -328,13 +402,10 @@ def config_from_file(
     built = build_with_plugin(plugin_manager, model_type, data, label)
     if built is not None:
         return built
-    if "auto_map" in data:
-        if not trust_remote_code:
-            raise RemoteCodeError(
-                f"{label}: model_type {model_type!r} is not in transformers and its config asks for remote code "
-                "(auto_map); that code would run on this machine, so pass --trust-remote-code if you trust it"
-            )
+    native = _native_stand_in(data, label)
+    if "auto_map" in data and trust_remote_code:
         folder = file.parent if fetch_code is None else fetch_code(data)
+        _check_remote_files(data, folder, label, native)
         from transformers import AutoConfig
 
         try:
@@ -342,9 +413,70 @@ def config_from_file(
                 return AutoConfig.from_pretrained(str(folder), trust_remote_code=True)
         except Exception as exc:
             raise ModelLoadError(f"{label}: remote config failed: {_one_line(exc)}") from None
+    if native is not None:
+        return native
+    if "auto_map" in data:
+        raise RemoteCodeError(
+            f"{label}: model_type {model_type!r} is not in transformers and its config asks for remote code "
+            "(auto_map); that code would run on this machine, so pass --trust-remote-code if you trust it"
+        )
     raise ModelLoadError(
         f"{label}: unknown model_type {model_type!r} (not in transformers, no installed plugin builds it, no auto_map)"
     )
+
+
+def _native_stand_in(data: dict, label: str) -> NativeConfig | None:
+    """A config for the class ``architectures`` names where transformers ships it (Kimi-K2's ``DeepseekV3ForCausalLM``).
+
+    The checkpoint's own code (``auto_map``) is not run; the note says the names are those of
+    transformers' class. ``None`` when no listed class is one transformers ships.
+    """
+    import transformers
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    for arch in data.get("architectures") or []:
+        try:
+            cls = getattr(transformers, arch, None)
+        except Exception:  # transformers' lazy module can fail to import a class's dependencies
+            cls = None
+        config_class = getattr(cls, "config_class", None)
+        native_type = getattr(config_class, "model_type", None)
+        if not hasattr(cls, "_from_config") or not native_type or native_type not in CONFIG_MAPPING:
+            continue
+        fields = {k: v for k, v in data.items() if k not in ("model_type", "auto_map")}
+        try:
+            with quiet():
+                config = CONFIG_MAPPING[native_type].from_dict(fields)
+        except Exception as exc:
+            raise ModelLoadError(f"{label}: invalid config for {arch}: {_one_line(exc)}") from None
+        note = f"model_type {data['model_type']!r} is not in transformers: built with transformers' {arch}, the class its architectures names"
+        if "auto_map" in data:
+            note += (
+                f"; the checkpoint's own code (auto_map) was not run, so the names are those of {arch}: load the "
+                "model with that class for the emitted config to apply (--trust-remote-code runs the checkpoint's "
+                "code instead)"
+            )
+        return NativeConfig(config, note)
+    return None
+
+
+def _check_remote_files(data: dict, folder: Path, label: str, native: NativeConfig | None) -> None:
+    """Remote code given the flag: each module ``auto_map`` names must be in the folder, else one line naming it."""
+    auto_map = data.get("auto_map")
+    if not isinstance(auto_map, dict):
+        return
+    for reference in auto_map.values():
+        references = reference if isinstance(reference, list) else [reference]
+        for ref in references:
+            if not isinstance(ref, str) or "--" in ref or "." not in ref:
+                continue  # code in another repository: transformers fetches it
+            module_file = ref.rsplit(".", 1)[0].replace(".", "/") + ".py"
+            if not (folder / module_file).is_file():
+                raise ModelLoadError(
+                    f"{label}: --trust-remote-code: the config's auto_map names {module_file}, which is not in "
+                    f"{folder}; put the checkpoint's code files beside config.json"
+                    + (" or drop the flag to build transformers' own class" if native is not None else "")
+                )
 
 
 def check_config_fields(data: dict, label: str, prefix: str = "") -> None:
@@ -459,13 +591,6 @@ def local_config_file(source: str) -> Path | None:
             raise ModelLoadError(f"{source}: directory has no config.json")
         return file
     return path if path.is_file() else None
-
-
-def _unwrap_peft(model):
-    get_base = getattr(model, "get_base_model", None)
-    if callable(get_base) and type(model).__module__.startswith("peft"):
-        return get_base()
-    return model
 
 
 def _looks_like_path(source: str) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import importlib.util
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -469,6 +470,161 @@ def is_tuner_layer(module: Any) -> bool:
     except ImportError:  # pragma: no cover
         return False
     return isinstance(module, BaseTunerLayer)
+
+
+# ----------------------------------------------------------------------------- PEFT's wrappers and layer types
+def wrapped_module(module: Any) -> Any:
+    """The module a PEFT wrapper stands in for, or ``None`` when ``module`` is not one of PEFT's wrappers.
+
+    ``tuners_utils.BaseTunerLayer.get_base_layer`` (LoRA layers, nested ``lora.ParamWrapper`` s, the
+    trainable-tokens layer); ``utils.other.AuxiliaryTrainingWrapper.original_module``
+    (``ModulesToSaveWrapper``, whose ``modules_to_save`` copies are adapter state, and
+    ``TrainableTokensWrapper``, whose ``token_adapter`` holds the original module);
+    ``PeftModel.get_base_model`` and ``BaseTuner.model`` for a whole PEFT model.
+    """
+    classes = _peft_wrapper_classes()
+    if classes is None:
+        return None  # nothing can be a PEFT wrapper when PEFT was never imported
+    tuner_layer, auxiliary, tuner, peft_models = classes
+    if isinstance(module, tuner_layer):
+        return module.get_base_layer()
+    if isinstance(module, auxiliary):
+        return module.original_module
+    if isinstance(module, peft_models):
+        return module.get_base_model()
+    if isinstance(module, tuner):
+        return module.model
+    return None
+
+
+def _peft_wrapper_classes() -> tuple[Any, Any, Any, Any] | None:
+    if _WRAPPER_CLASSES:
+        return _WRAPPER_CLASSES[0]
+    if "peft" not in sys.modules:
+        return None
+    try:
+        from peft import PeftMixedModel, PeftModel
+        from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
+        from peft.utils.other import AuxiliaryTrainingWrapper
+    except ImportError:  # pragma: no cover
+        return None
+    _WRAPPER_CLASSES.append((BaseTunerLayer, AuxiliaryTrainingWrapper, BaseTuner, (PeftModel, PeftMixedModel)))
+    return _WRAPPER_CLASSES[0]
+
+
+_WRAPPER_CLASSES: list[tuple[Any, Any, Any, Any]] = []  # filled once PEFT has been imported
+
+
+#: The quantized Linear layers PEFT's LoRA adapts besides ``nn.Linear`` (and its subclasses: bitsandbytes'
+#: ``Linear8bitLt``/``Linear4bit``, torchao-quantized Linears) and transformers' ``Conv1D``:
+#: (module that defines the class, class name, the dispatcher in ``LoraModel._create_new_module``).
+QUANTIZED_LINEARS = (
+    ("hqq.core.quantize", "HQQLinear", "dispatch_hqq"),
+    ("gptqmodel.nn_modules.qlinear", "BaseQuantLinear", "dispatch_gptq"),  # GPTQ, and AWQ (dispatch_awq)
+    ("aqlm", "QuantizedLinear", "dispatch_aqlm"),
+    ("eetq", "EetqLinear", "dispatch_eetq"),
+    ("neural_compressor.torch.algorithms.fp8_quant._quant_common.helper_modules", "PatchedLinear", "dispatch_inc"),
+)
+#: Every dispatcher ``LoraModel._create_new_module`` tries, and where lora-registry accounts for it.
+#: ``tests/test_peft_compat.py`` holds this list equal to PEFT's, so a new PEFT dispatcher is noticed.
+LORA_DISPATCHERS = {
+    "dispatch_bnb_8bit": "nn.Linear subclass (bitsandbytes Linear8bitLt)",
+    "dispatch_bnb_4bit": "nn.Linear subclass (bitsandbytes Linear4bit)",
+    "dispatch_torchao": "nn.Linear with a torchao tensor weight",
+    "dispatch_default": "nn.Linear, transformers Conv1D, nn.Embedding, nn.Conv1d/2d/3d, target_parameters",
+    **{dispatcher: f"QUANTIZED_LINEARS ({cls})" for _, cls, dispatcher in QUANTIZED_LINEARS},
+    "dispatch_awq": "QUANTIZED_LINEARS (BaseQuantLinear)",
+    # Megatron's parallel linears need LoraConfig.megatron_config, Transformer Engine's are not transformers
+    # layers: neither occurs in a model transformers builds, and neither is adapted by a plain LoraConfig.
+    "dispatch_megatron": "not a leaf (needs megatron_config)",
+    "dispatch_transformer_engine": "not a leaf (Transformer Engine layers)",
+}
+#: Names of the integer-typed parameters or buffers that hold a quantized layer's packed weight
+#: (``weight``: BitNet, HIGGS, EETQ; ``qweight``: GPTQ/AWQ; ``W_q``: HQQ; ``codes``: AQLM).
+PACKED_WEIGHT_NAMES = ("weight", "qweight", "W_q", "codes")
+
+
+def linear_shape(module: Any, weight_shape: Sequence[int] | None) -> tuple[int, int] | None:
+    """``(out_features, in_features)`` of a layer PEFT's LoRA adapts as a Linear, or ``None`` for any other module.
+
+    Mirrors the dispatchers of ``lora.model.LoraModel._create_new_module`` and the sizes
+    ``tuners_utils._get_in_out_features`` reads: ``nn.Linear`` and its subclasses (bitsandbytes,
+    torchao, FP8) by ``in_features``/``out_features``; transformers' ``Conv1D`` by its weight, stored
+    ``[in, out]`` (``weight_shape`` is that weight's logical shape: ZeRO-3's ``ds_shape``, FSDP's
+    unflattened shape); the quantized layers of ``QUANTIZED_LINEARS`` by ``in_features``/``out_features``.
+    """
+    import torch.nn as nn
+
+    if isinstance(module, nn.Linear):
+        return int(module.out_features), int(module.in_features)
+    cls = type(module)
+    if cls.__name__ == "Conv1D" and cls.__module__.startswith("transformers"):
+        if weight_shape is None or len(weight_shape) != 2:
+            return None
+        return int(weight_shape[1]), int(weight_shape[0])
+    if cls.__name__ == "EetqLinear" and cls.__module__ == "transformers.integrations.eetq":
+        # dispatch_eetq takes transformers' own EetqLinear too, where the eetq library is installed; weight is [in, out]
+        if weight_shape is None or len(weight_shape) != 2 or importlib.util.find_spec("eetq") is None:
+            return None
+        return int(weight_shape[1]), int(weight_shape[0])
+    for where, name, _ in QUANTIZED_LINEARS:
+        found = getattr(sys.modules.get(where), name, None)  # a library never imported has no layers here
+        if _instance_of(module, found):
+            return int(module.out_features), int(module.in_features)
+    return None
+
+
+def _instance_of(module: Any, cls: Any) -> bool:
+    return isinstance(cls, type) and isinstance(module, cls)
+
+
+# ----------------------------------------------------------------------------- a further adapter
+def adapter_target_parameters(objects: Iterable[Any]) -> dict[str, tuple[str, ...]]:
+    """``{adapter name: its target_parameters}`` for the adapters of a PEFT model that use ``target_parameters``.
+
+    ``objects`` is a model and the wrappers around it; the first with a ``peft_config`` mapping
+    (``PeftModel``, ``BaseTuner``, or a transformers model given adapters by ``add_adapter``) answers.
+    """
+    for obj in objects:
+        configs = getattr(obj, "peft_config", None)
+        if isinstance(configs, Mapping) and configs:
+            found = {}
+            for name, config in configs.items():
+                targets = getattr(config, "target_parameters", None)
+                if targets and not isinstance(targets, str):
+                    found[str(name)] = tuple(str(t) for t in targets)
+            return found
+    return {}
+
+
+def further_adapter_target_parameters(
+    existing: Mapping[str, Sequence[str]], selected: Iterable[str], parameter_names: Iterable[str]
+) -> list[str] | None:
+    """The ``target_parameters`` a further adapter must use: the existing adapters' own strings.
+
+    ``lora.model.LoraModel._check_new_adapter_config``: when several adapters use
+    ``target_parameters``, PEFT requires the same set of strings in each (the nesting of
+    ``ParamWrapper`` s encodes which parameter a LoRA weight belongs to). ``existing`` holds the
+    model's adapters' ``target_parameters``; ``selected`` the parameter names the new adapter
+    adapts. Returns the existing strings when they match exactly ``selected`` among
+    ``parameter_names`` (``BaseTuner._inject_parameters``' suffix rule), ``None`` when there is no
+    existing adapter with ``target_parameters``; raises ``ConfigError`` when the sets differ.
+    """
+    if not existing:
+        return None
+    wanted = set(selected)
+    names = list(parameter_names)
+    adapter, targets = next(iter(sorted(existing.items())))
+    hits = {name for name in names if matches_target_parameters(targets, name)}
+    if hits == wanted:
+        return sorted(targets)
+    differ = sorted(wanted ^ hits)
+    raise ConfigError(
+        f"the model already has PEFT adapter {adapter!r} with target_parameters {sorted(targets)}; PEFT requires "
+        f"every adapter using target_parameters to target the same parameters, and this selection "
+        f"{'adds' if differ[0] in wanted else 'leaves out'} {differ[0]}: choose roles that select exactly those "
+        f"{len(hits)} parameters"
+    )
 
 
 def module_hits(config: Any, module_names: Iterable[str], targets: Any, *, bare: bool = False) -> set[str]:

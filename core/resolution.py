@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, RoleError
 from .inspection import Leaf, ModelMap, inspect
-from .peft_compat import renamed_module_names
+from .peft_compat import further_adapter_target_parameters, renamed_module_names
 from .registry import SCOPES, Registry
 from .roles import RoleRequest, parse_roles
 from .settings import DEFAULT_RANK, LoraSettings, check_alpha, check_rank
@@ -155,7 +155,11 @@ class Resolution:
         return exact_layered(selected, self.model_map.all_module_names, stacks)
 
     def target_parameters(self) -> list[str]:
-        """PEFT ``target_parameters``: suffixes where exact, else full parameter names."""
+        """PEFT ``target_parameters``: suffixes where exact, else full parameter names.
+
+        On a PEFT model whose adapters already use ``target_parameters``, those very strings (PEFT
+        requires every adapter to use the same); a selection of other parameters raises ``ConfigError``.
+        """
         return list(self._target_parameters)
 
     @cached_property
@@ -165,6 +169,12 @@ class Resolution:
         selected = [key for name, key in keys.items() if key != name or name in parameters]
         if not selected:
             return []
+        # a further adapter on a PEFT model: PEFT wants the very strings its existing adapters use
+        agreed = further_adapter_target_parameters(
+            self.model_map.peft_target_parameters, selected, self.model_map.parameter_names
+        )
+        if agreed is not None:
+            return agreed
         suffixes = exact_suffixes(selected, self.model_map.parameter_names)
         return suffixes if suffixes is not None else sorted(selected)
 

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import ModelLoadError
+from .peft_compat import PACKED_WEIGHT_NAMES, linear_shape, wrapped_module
 from .registry import Registry
 
 #: Node kinds: LoRA-targetable module kinds, a ``ModuleList`` (its numbered children are layers), or anything else.
@@ -21,20 +23,6 @@ LEAF_KINDS = ("linear", "embedding", "conv")
 NODE_KINDS = (*LEAF_KINDS, "list", "module")
 
 Shape = tuple[int, ...]
-
-# Children a PEFT tuner layer adds; they are adapter state, not part of the model.
-_ADAPTER_CHILDREN = frozenset(
-    {
-        "base_layer",
-        "lora_A",
-        "lora_B",
-        "lora_dropout",
-        "lora_embedding_A",
-        "lora_embedding_B",
-        "lora_magnitude_vector",
-        "lora_variant",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -278,25 +266,30 @@ class ModuleTree:
     # ------------------------------------------------------------------ from a built model
     @classmethod
     def from_module(cls, model: Any) -> ModuleTree:
-        """The tree of a built ``nn.Module``: modules as ``named_modules()`` walks them (each once).
+        """The tree of a built ``nn.Module``, named as the bare model's ``named_modules()`` names it (each module once).
 
-        PEFT tuner layers are seen through to their base layer, so an adapted model gives the bare
-        model's names; the adapter's own modules and parameters are left out.
+        Every wrapper a training stack puts around the model or its layers is seen through, so the
+        names are the bare model's and a config made from them applies to the model the trainer
+        wraps: torch.compile (``_orig_mod``), DDP and DataParallel (``module``), FSDP1
+        (``_fsdp_wrapped_module``, its flat parameters read back as the original ones), FSDP2 and
+        ``replicate`` (their renamed classes), activation checkpointing (``_checkpoint_wrapped_module``),
+        DeepSpeed's engine, and PEFT (tuner layers, ``modules_to_save`` and trainable-token wrappers;
+        the adapter's own modules and parameters are left out). Shapes are logical: ZeRO-3's
+        ``ds_shape``, bitsandbytes' packed 4-bit ``quant_state.shape``, HQQ's ``meta["shape"]``, a
+        DTensor's global shape. Every layer PEFT's LoRA dispatchers adapt as a Linear is a leaf
+        (``peft_compat.linear_shape``). A parameter whose size cannot be known, or a layer holding a
+        quantized weight PEFT cannot adapt, raises ``ModelLoadError`` naming it.
         """
-        nodes: list[Node] = []
-        tied: set[str] = set()
-        seen_modules: set[int] = set()
-        seen_params: set[int] = set()
-        by_id: dict[int, str] = {}
-        ties: dict[str, str] = {}
-        _walk(model, "", nodes, tied, seen_modules, seen_params, by_id, ties)
+        walk = _Walk(model)
+        walk.visit(model, "")
+        root = unwrap(model)
         return cls(
-            nodes=tuple(nodes),
-            tied=frozenset(tied),
-            input_embedding=_embedding_name(model, "get_input_embeddings", by_id),
-            output_embedding=_embedding_name(model, "get_output_embeddings", by_id),
+            nodes=tuple(walk.nodes),
+            tied=frozenset(walk.tied),
+            input_embedding=_embedding_name(root, "get_input_embeddings", walk.by_id),
+            output_embedding=_embedding_name(root, "get_output_embeddings", walk.by_id),
             # only ties that hold: the tied parameter is the same tensor as its source
-            weight_ties={target: source for target, source in ties.items() if target in tied},
+            weight_ties={target: source for target, source in walk.ties.items() if target in walk.tied},
         )
 
 
@@ -434,72 +427,264 @@ def scope_of(path: Sequence[tuple[str, str]], words: tuple[dict[str, str], tuple
 
 
 # ----------------------------------------------------------------------------- torch side
-def _walk(
-    module: Any,
-    name: str,
-    nodes: list[Node],
-    tied: set[str],
-    seen_modules: set[int],
-    seen_params: set[int],
-    by_id: dict[int, str],
-    ties: dict[str, str],
-) -> None:
-    if id(module) in seen_modules:
-        return
-    seen_modules.add(id(module))
-    by_id[id(module)] = name
-    is_tuner = _is_tuner_layer(module)
-    base = module.get_base_layer() if is_tuner else module
-    by_id[id(base)] = name
-    kind, shape = _kind(base)
-    params: list[tuple[str, Shape]] = []
-    for pname, param in base.named_parameters(recurse=False):
-        full = f"{name}.{pname}" if name else pname
-        if id(param) in seen_params:
-            tied.add(full)
-        seen_params.add(id(param))
-        params.append((pname, tuple(int(s) for s in param.shape)))
-    nodes.append(Node(name, type(base).__name__, kind, tuple(params), shape))
-    declared = getattr(base, "_tied_weights_keys", None)  # transformers 5: {tied parameter: its source}
-    if isinstance(declared, dict):
-        prefix = f"{name}." if name else ""
-        ties.update(
-            {f"{prefix}{t}": f"{prefix}{s}" for t, s in declared.items() if isinstance(t, str) and isinstance(s, str)}
-        )
-    for child_name, child in base._modules.items():
-        if child is None or (is_tuner and child_name in _ADAPTER_CHILDREN):
-            continue
-        _walk(
-            child, f"{name}.{child_name}" if name else child_name, nodes, tied, seen_modules, seen_params, by_id, ties
-        )
+#: Wrappers torch and DeepSpeed put around a model or a layer: (module defining the class, class, child it wraps).
+_TORCH_WRAPPERS = (
+    ("torch._dynamo.eval_frame", "OptimizedModule", "_orig_mod"),  # torch.compile
+    ("torch.nn.parallel.distributed", "DistributedDataParallel", "module"),
+    ("torch.nn.parallel.data_parallel", "DataParallel", "module"),
+    ("torch.distributed.fsdp.fully_sharded_data_parallel", "FullyShardedDataParallel", "_fsdp_wrapped_module"),
+    # checkpoint_wrapper and offload_wrapper (apply_activation_checkpointing, accelerate, TRL)
+    ("torch.distributed.algorithms._checkpoint.checkpoint_wrapper", "ActivationWrapper", "_checkpoint_wrapped_module"),
+    ("deepspeed.runtime.engine", "DeepSpeedEngine", "module"),
+)
 
 
-def _kind(module: Any) -> tuple[str, Shape | None]:
+def unwrap(module: Any) -> Any:
+    """The bare model inside every wrapper around ``module`` (``module`` itself when it is not wrapped)."""
+    return wrapper_chain(module)[-1]
+
+
+def wrapper_chain(module: Any, wrappers: Sequence[tuple[type, str]] | None = None) -> list[Any]:
+    """``module``, then each module it wraps in turn, down to the bare one (torch, DeepSpeed and PEFT wrappers)."""
+    wrappers = _loaded_wrappers() if wrappers is None else wrappers
+    chain = [module]
+    while True:
+        inner = _inner(chain[-1], wrappers)
+        if inner is None or any(inner is seen for seen in chain):
+            return chain
+        chain.append(inner)
+
+
+def _loaded_wrappers() -> list[tuple[type, str]]:
+    # A wrapper class whose module was never imported cannot wrap anything: look it up, never import it.
+    import sys
+
+    found = []
+    for where, name, child in _TORCH_WRAPPERS:
+        cls = getattr(sys.modules.get(where), name, None)
+        if isinstance(cls, type):
+            found.append((cls, child))
+    return found
+
+
+def _inner(module: Any, wrappers: Sequence[tuple[type, str]]) -> Any:
+    for cls, child in wrappers:
+        if isinstance(module, cls):
+            return module._modules.get(child)  # type: ignore[attr-defined]
+    return wrapped_module(module)
+
+
+def class_name(module: Any) -> str:
+    """The class name of the model's own module, under the class torch.distributed swaps in.
+
+    ``fully_shard`` (FSDP2) and ``replicate`` change a module's class to ``FSDP<Name>`` / ``DDP<Name>``,
+    deriving from (their mixin, the original class); plugins match the original's name.
+    """
+    cls = type(module)
+    while (
+        len(cls.__bases__) == 2
+        and cls.__bases__[0].__module__.startswith("torch.distributed")
+        and cls.__name__ != cls.__bases__[1].__name__
+        and cls.__name__.endswith(cls.__bases__[1].__name__)
+    ):
+        cls = cls.__bases__[1]
+    return cls.__name__
+
+
+class _Walk:
+    """One walk over a built model: the nodes, tied parameters, module ids -> names and declared ties."""
+
+    def __init__(self, model: Any) -> None:
+        self.nodes: list[Node] = []
+        self.tied: set[str] = set()
+        self.by_id: dict[int, str] = {}
+        self.ties: dict[str, str] = {}
+        self.seen_modules: set[int] = set()
+        self.seen_params: set[Any] = set()
+        self.wrappers = _loaded_wrappers()
+        self.flat, self.flat_shapes = _fsdp1_parameters(model)
+        self.flat_class = _flat_parameter_class()
+
+    def visit(self, module: Any, name: str) -> None:
+        chain = wrapper_chain(module, self.wrappers)
+        base = chain[-1]
+        if id(module) in self.seen_modules or id(base) in self.seen_modules:
+            return
+        for obj in chain:
+            self.seen_modules.add(id(obj))
+            self.by_id[id(obj)] = name
+        params = self.parameters(base, name)
+        kind, shape = _kind(base, name, dict(params).get("weight"))
+        if kind not in LEAF_KINDS:
+            _refuse_packed(base, name, params)
+        self.nodes.append(Node(name, class_name(base), kind, tuple(params), shape))
+        declared = getattr(base, "_tied_weights_keys", None)  # transformers 5: {tied parameter: its source}
+        if isinstance(declared, dict):
+            prefix = f"{name}." if name else ""
+            self.ties.update(
+                {
+                    f"{prefix}{t}": f"{prefix}{s}"
+                    for t, s in declared.items()
+                    if isinstance(t, str) and isinstance(s, str)
+                }
+            )
+        for child_name, child in base._modules.items():
+            if child is not None:
+                self.visit(child, f"{name}.{child_name}" if name else child_name)
+
+    def parameters(self, module: Any, name: str) -> list[tuple[str, Shape]]:
+        """``module``'s own parameters with their logical shapes, FSDP1's flattened ones put back."""
+        flat = self.flat.get(id(module), {})
+        if not flat and module.__dict__.get("_fsdp_use_orig_params") and _local_parameters(module):
+            # FSDP1 with use_orig_params: the parameters are views of this rank's shard; only the wrapper knows more
+            # (FSDP2 sets the same flag, but its DTensors know their global shape)
+            raise ModelLoadError(
+                f"{name or 'the model'}: an FSDP-managed module seen without its FullyShardedDataParallel wrapper, "
+                "so its parameters' full shapes are unknown; pass the FSDP-wrapped model"
+            )
+        out: list[tuple[str, Shape]] = []
+        for pname, param in module.named_parameters(recurse=False):
+            if pname == "_flat_param" and self.flat_class is not None and isinstance(param, self.flat_class):
+                continue  # FSDP1's FlatParameter: its original parameters come from its metadata below
+            full = f"{name}.{pname}" if name else pname
+            if pname in flat:
+                key: Any = flat[pname]
+                shape = self.flat_shapes[key]
+            else:
+                key, shape = id(param), parameter_shape(full, pname, param, module)
+            self._note(full, key)
+            out.append((pname, shape))
+        registered = {p for p, _ in out}
+        for pname, key in flat.items():
+            if pname not in registered:  # use_orig_params=False: the module holds no Parameter any more
+                self._note(f"{name}.{pname}" if name else pname, key)
+                out.append((pname, self.flat_shapes[key]))
+        return out
+
+    def _note(self, full: str, key: Any) -> None:
+        if key in self.seen_params:
+            self.tied.add(full)
+        self.seen_params.add(key)
+
+
+def _local_parameters(module: Any) -> bool:
+    """The module holds parameters that are not DTensors (FSDP2's DTensors know their global shape)."""
+    return any(p is not None and type(p).__name__ != "DTensor" for p in module._parameters.values())
+
+
+def parameter_shape(full: str, pname: str, param: Any, module: Any) -> Shape:
+    """The logical shape of a parameter: what it holds, however it is stored here.
+
+    DeepSpeed ZeRO-3 partitions parameters to shape ``[0]`` and records ``ds_shape``; bitsandbytes
+    packs a 4-bit weight into ``[n/2, 1]`` bytes and records ``quant_state.shape``; HQQ packs
+    ``W_q`` and records ``meta["shape"]``; a DTensor's ``shape`` is already the global one. An empty
+    parameter with no such record raises ``ModelLoadError`` naming it.
+    """
+    ds_shape = getattr(param, "ds_shape", None)
+    if ds_shape is not None:
+        return tuple(int(s) for s in ds_shape)
+    if type(param).__name__ == "Params4bit" and type(param).__module__.startswith("bitsandbytes"):
+        state = getattr(param, "quant_state", None)
+        if state is not None:
+            return tuple(int(s) for s in state.shape)
+        if getattr(param, "bnb_quantized", False):
+            raise ModelLoadError(
+                f"{full}: a packed 4-bit bitsandbytes weight without its quant_state; its size is unknown"
+            )
+    meta = getattr(module, "meta", None) if pname == "W_q" else None
+    if isinstance(meta, dict) and "shape" in meta:
+        return tuple(int(s) for s in meta["shape"])
+    shape = tuple(int(s) for s in param.shape)
+    if shape == (0,):
+        raise ModelLoadError(
+            f"{full} is empty here (shape [0]), as a partitioned or sharded parameter is, and records no full "
+            "shape (such as ZeRO-3's ds_shape); lora-registry cannot tell its size"
+        )
+    return shape
+
+
+def _fsdp1_parameters(model: Any) -> tuple[dict[int, dict[str, tuple[int, str]]], dict[tuple[int, str], Shape]]:
+    """FSDP1's original parameters, read from each ``FlatParameter``'s metadata (never from its storage).
+
+    ``({id(module): {parameter name: key}}, {key: shape})``; a key is ``(id(module), name)`` of the
+    parameter's first holder, so tied (shared) parameters have one key.
+    """
+    import sys
+
+    fsdp = getattr(
+        sys.modules.get("torch.distributed.fsdp.fully_sharded_data_parallel"), "FullyShardedDataParallel", None
+    )
+    flat_class = _flat_parameter_class()
+    if fsdp is None or flat_class is None:
+        return {}, {}
+    owners: dict[int, dict[str, tuple[int, str]]] = {}
+    shapes: dict[tuple[int, str], Shape] = {}
+    flats: dict[int, Any] = {}
+    for module in model.modules():
+        # the wrapper's handle holds it (use_orig_params too); the wrapped module registers it as ``_flat_param``
+        handle = getattr(module, "_handle", None) if isinstance(module, fsdp) else None
+        for flat in (getattr(handle, "flat_param", None), module._parameters.get("_flat_param")):
+            if flat is not None and isinstance(flat, flat_class):
+                flats[id(flat)] = flat
+    for flat in flats.values():
+        for info, shape in zip(flat._param_infos, flat._shapes):
+            key = (id(info.module), info.param_name)
+            shapes[key] = tuple(int(s) for s in shape)
+            owners.setdefault(id(info.module), {})[info.param_name] = key
+        for shared in flat._shared_param_infos:
+            owners.setdefault(id(shared.module), {})[shared.param_name] = (
+                id(shared.prim_module),
+                shared.prim_param_name,
+            )
+    return owners, shapes
+
+
+def _flat_parameter_class() -> Any:
+    import sys
+
+    return getattr(sys.modules.get("torch.distributed.fsdp._flat_param"), "FlatParameter", None)
+
+
+def _kind(module: Any, name: str, weight: Shape | None) -> tuple[str, Shape | None]:
     import torch.nn as nn
 
-    if isinstance(module, nn.Linear):
-        return "linear", (int(module.out_features), int(module.in_features))
-    if type(module).__name__ == "Conv1D" and type(module).__module__.startswith("transformers"):
-        return "linear", (int(module.weight.shape[1]), int(module.weight.shape[0]))  # GPT-2's transposed Linear
+    linear = linear_shape(module, weight)
+    if linear is not None:
+        return "linear", linear
     if isinstance(module, nn.Embedding):
         return "embedding", (int(module.num_embeddings), int(module.embedding_dim))
     if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-        return "conv", tuple(int(s) for s in module.weight.shape)
+        if weight is None:
+            raise ModelLoadError(f"{name}: a {class_name(module)} whose weight cannot be found; its shape is unknown")
+        return "conv", weight
+    if type(module).__name__ == "Conv1D" and type(module).__module__.startswith("transformers"):
+        raise ModelLoadError(f"{name}: a Conv1D whose weight cannot be found; its shape is unknown")
     if isinstance(module, nn.ModuleList):
         return "list", None
     return "module", None
 
 
-def _is_tuner_layer(module: Any) -> bool:
-    import sys
+def _refuse_packed(module: Any, name: str, params: Sequence[tuple[str, Shape]]) -> None:
+    """A quantized weight no PEFT dispatcher adapts is an error naming it: leaving it out would be silently partial.
 
-    if "peft" not in sys.modules:
-        return False  # nothing can be a tuner layer when PEFT was never imported
-    try:
-        from peft.tuners.tuners_utils import BaseTunerLayer
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(module, BaseTunerLayer)
+    Quantized storage is integer-typed: a packed ``weight``/``qweight``/``W_q``/``codes`` parameter or
+    buffer of a layer ``peft_compat.linear_shape`` does not know (BitNet, HIGGS, GPTQ without
+    gptqmodel, ...), or a would-be parameter leaf such as gpt-oss's MXFP4 experts.
+    """
+    shapes = dict(params)
+    tensors = [*module._parameters.items(), *module._buffers.items()]
+    for pname, tensor in tensors:
+        if tensor is None or tensor.is_floating_point() or tensor.is_complex():
+            continue
+        leaf = pname in module._parameters and pname in shapes and is_parameter_leaf(pname, shapes[pname])
+        if pname in PACKED_WEIGHT_NAMES or leaf:
+            full = f"{name}.{pname}" if name else pname
+            raise ModelLoadError(
+                f"{full}: a packed {str(tensor.dtype).replace('torch.', '')} weight of {class_name(module)}, a "
+                "quantized layer PEFT's LoRA has no layer type for; its shape and role cannot be known, so load the "
+                "model unquantized or dequantized (e.g. Mxfp4Config(dequantize=True)), or with a quantization PEFT "
+                "adapts (bitsandbytes, GPTQ, AWQ, HQQ, torchao)"
+            )
 
 
 def _embedding_name(model: Any, getter: str, by_id: Mapping[int, str]) -> str | None:

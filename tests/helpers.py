@@ -232,3 +232,48 @@ TINY_LLAVA = {
     },
     "image_token_index": 255,
 }
+
+
+#: sizes of the tiny random-weight models the training-stack tests wrap (2 layers, hidden 64)
+TINY_SIZES = {
+    "llama": dict(
+        num_hidden_layers=2, hidden_size=64, intermediate_size=96, num_attention_heads=4, num_key_value_heads=2
+    ),
+    "qwen3_moe": dict(
+        num_hidden_layers=2,
+        hidden_size=64,
+        intermediate_size=96,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        num_experts=4,
+        num_experts_per_tok=2,
+        moe_intermediate_size=32,
+    ),
+    "gpt2": dict(n_layer=2, n_embd=64, n_head=4, n_positions=32),
+}
+
+
+def tiny_model(model_type: str, device: str | None = "cpu", **sizes):
+    """A seeded random-weight model of ``model_type`` with ``TINY_SIZES`` (vocabulary 100), built on ``device``.
+
+    ``device=None`` builds wherever the surrounding context puts tensors (DeepSpeed's ``zero.Init``).
+    """
+    import contextlib
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model(model_type, vocab_size=100, **{**TINY_SIZES[model_type], **sizes})
+    torch.manual_seed(0)
+    with torch.device(device) if device else contextlib.nullcontext():
+        return AutoModelForCausalLM.from_config(config)
+
+
+def peft_applies_exactly(resolution, module) -> tuple[set, set, int, int]:
+    """Apply ``resolution``'s LoraConfig to ``module`` with PEFT: (expected keys, targeted keys, predicted, trainable)."""
+    from lora_registry.peft_compat import apply
+
+    model, targeted = apply(module, resolution.lora_config())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return expected_keys(resolution), targeted, resolution.trainable_parameters(), trainable

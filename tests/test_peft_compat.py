@@ -17,7 +17,7 @@ from peft.utils.other import get_pattern_key
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from lora_registry import peft_compat
-from lora_registry.tree import ModuleTree
+from lora_registry.tree import ModuleTree, parameter_shape
 
 
 def _build(model_type, device="meta", **sizes):
@@ -234,6 +234,75 @@ def test_tuner_layers_are_recognised():
     assert not peft_compat.is_tuner_layer(torch.nn.Linear(2, 2))
 
 
+def test_wrapped_module_is_what_peft_wraps():
+    model = _build("llama", device="cpu")
+    q_proj, head, embed = model.model.layers[0].self_attn.q_proj, model.lm_head, model.model.embed_tokens
+    peft = _apply(model, target_modules=["q_proj"], modules_to_save=["lm_head"], trainable_token_indices=[1, 2])
+    assert peft_compat.wrapped_module(peft) is model
+    assert peft_compat.wrapped_module(peft.base_model) is model
+    assert peft_compat.wrapped_module(model.model.layers[0].self_attn.q_proj) is q_proj  # lora.Linear
+    assert peft_compat.wrapped_module(model.lm_head) is head  # ModulesToSaveWrapper
+    assert peft_compat.wrapped_module(model.model.embed_tokens) is embed  # TrainableTokensWrapper
+    assert peft_compat.wrapped_module(head) is None and peft_compat.wrapped_module(model) is None
+
+
+def test_the_dispatchers_accounted_for_are_peft_s():
+    import inspect
+
+    from peft.tuners.lora.model import LoraModel
+
+    source = inspect.getsource(LoraModel._create_new_module)
+    assert set(re.findall(r"\b(dispatch_\w+)\b", source)) - {"dynamic_dispatch_func"} == set(
+        peft_compat.LORA_DISPATCHERS
+    )
+
+
+def _layers():
+    """Real layers of each kind PEFT meets: (name, layer, the model flags PEFT's dispatchers read)."""
+    from hqq.core.quantize import BaseQuantizeConfig, HQQLinear
+    from transformers.integrations.bitnet import BitLinear
+    from transformers.pytorch_utils import Conv1D
+
+    torch.manual_seed(0)
+    four_bit = __import__("bitsandbytes").nn.Linear4bit(64, 32, bias=False)
+    four_bit.load_state_dict(torch.nn.Linear(64, 32, bias=False).state_dict())
+    four_bit = four_bit.to("cpu")  # quantizes: the weight is packed two values to a byte
+    eight_bit = __import__("bitsandbytes").nn.Linear8bitLt(64, 32, bias=False, has_fp16_weights=False).to("cpu")
+    hqq = HQQLinear(
+        torch.nn.Linear(64, 32), BaseQuantizeConfig(nbits=4, group_size=64), compute_dtype=torch.float32, device="cpu"
+    )
+    return [
+        ("linear", torch.nn.Linear(64, 32), []),
+        ("conv1d", Conv1D(32, 64), []),
+        ("bnb-4bit", four_bit, ["loaded_in_4bit"]),
+        ("bnb-8bit", eight_bit, ["loaded_in_8bit"]),
+        ("hqq", hqq, []),
+        ("bitnet", BitLinear(64, 32, bias=False, dtype=torch.float32), []),
+        ("layernorm", torch.nn.LayerNorm(64), []),
+    ]
+
+
+def test_linear_shape_is_what_peft_adapts_and_sizes():
+    from peft.tuners.tuners_utils import _get_in_out_features
+
+    for name, layer, flags in _layers():
+        param = layer._parameters.get("weight")
+        weight = parameter_shape("weight", "weight", param, layer) if param is not None else None  # logical shape
+        shape = peft_compat.linear_shape(layer, weight)
+        holder = torch.nn.Module()
+        holder.norm, holder.proj = torch.nn.LayerNorm(4), layer  # PEFT reads the device off a model's first parameter
+        for flag in flags:  # what transformers sets on a bitsandbytes-quantized model, and PEFT's dispatch reads
+            setattr(holder, f"is_{flag}", True)
+        try:
+            adapted = _apply(holder, r=4, target_modules=["proj"]).base_model.model.proj
+        except ValueError:  # LoraModel._create_new_module: "Target module ... is not supported"
+            adapted = None
+        assert (shape is not None) == (adapted is not None), name
+        if shape is not None:
+            assert shape == (32, 64) and _get_in_out_features(layer) == (64, 32), name
+            assert (adapted.in_features, adapted.out_features) == (64, 32), name
+
+
 _RENAMES = (
     "import json, sys\n"
     "from lora_registry import peft_compat\n"
@@ -271,6 +340,29 @@ def test_the_rename_is_what_peft_does():
     assert "down_proj" in renamed
     assert not peft.base_model.targeted_module_names  # the dense down_proj is not adapted...
     assert any(n.endswith("experts.down_proj") for n in peft.base_model.targeted_parameter_names)  # ...the experts are
+
+
+def test_a_further_adapter_must_use_the_same_target_parameters_as_peft_requires():
+    from lora_registry.errors import ConfigError
+
+    model = _build("qwen3_moe", num_experts=4, moe_intermediate_size=32)
+    peft = _apply(model, target_modules=[], target_parameters=["mlp.experts.down_proj"])
+    names = ModuleTree.from_module(peft).parameter_names()
+    downs = [n for n in names if n.endswith("experts.down_proj")]
+    existing = peft_compat.adapter_target_parameters([peft])
+    assert existing == {"default": ("mlp.experts.down_proj",)}
+    assert peft_compat.further_adapter_target_parameters({}, downs, names) is None
+    agreed = peft_compat.further_adapter_target_parameters(existing, downs, names)
+    assert agreed == ["mlp.experts.down_proj"]
+    for targets, accepted in ((agreed, True), (["down_proj"], False)):  # the same parameters, other strings
+        try:
+            peft.add_adapter(f"next-{accepted}", LoraConfig(target_modules=[], target_parameters=targets))
+            added = True
+        except ValueError:  # LoraModel._check_new_adapter_config
+            added = False
+        assert added == accepted
+    with pytest.raises(ConfigError, match="leaves out"):
+        peft_compat.further_adapter_target_parameters(existing, downs[:1], names)
 
 
 def test_option_refusals_match_peft():

@@ -10,7 +10,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 import lora_registry as lr
-from helpers import EXAMPLES, FIXTURES, apply_peft
+from helpers import EXAMPLES, FIXTURES, apply_peft, write_config
 
 
 def test_model_map_shape_and_roles():
@@ -115,9 +115,102 @@ def test_remote_code_needs_the_flag(tmp_path):
     data = json.loads((FIXTURES / "phi-2" / "config.json").read_text())
     data["model_type"] = "my_custom_arch"
     data["auto_map"] = {"AutoConfig": "configuration_x.XConfig", "AutoModelForCausalLM": "modeling_x.XForCausalLM"}
+    data["architectures"] = ["XForCausalLM"]  # not a class transformers ships
     (tmp_path / "config.json").write_text(json.dumps(data))
     with pytest.raises(lr.RemoteCodeError, match="--trust-remote-code"):
         lr.inspect(str(tmp_path))
+
+
+#: Kimi-K2-Instruct's config.json, shrunk: a model_type transformers lacks, auto_map, an architectures class it ships
+KIMI_K2 = {
+    **json.loads((FIXTURES / "kimi-k2" / "config.json").read_text()),
+    "model_type": "kimi_k2",
+    "auto_map": {
+        "AutoConfig": "configuration_deepseek.DeepseekV3Config",
+        "AutoModel": "modeling_deepseek.DeepseekV3Model",
+        "AutoModelForCausalLM": "modeling_deepseek.DeepseekV3ForCausalLM",
+    },
+    "quantization_config": {
+        "activation_scheme": "dynamic",
+        "fmt": "e4m3",
+        "quant_method": "fp8",
+        "weight_block_size": [128, 128],
+    },
+    **dict(num_hidden_layers=2, hidden_size=64, intermediate_size=96, moe_intermediate_size=32, vocab_size=100),
+    **dict(n_routed_experts=4, num_experts_per_tok=2, num_attention_heads=4, num_key_value_heads=4),
+    **dict(q_lora_rank=32, kv_lora_rank=16, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16),
+}
+
+
+def test_kimi_k2_builds_with_the_class_its_architectures_names(tmp_path):
+    folder = write_config(tmp_path, KIMI_K2, "kimi")
+    kimi = lr.inspect(folder)
+    plain = {k: v for k, v in KIMI_K2.items() if k not in ("auto_map", "quantization_config")}
+    native = lr.inspect(write_config(tmp_path, {**plain, "model_type": "deepseek_v3"}, "deepseek"))
+    assert type(kimi.module).__name__ == "DeepseekV3ForCausalLM" and kimi.model_type == "deepseek_v3"
+    assert [(f.name, f.shape) for f in kimi.leaves] == [(f.name, f.shape) for f in native.leaves]
+    assert kimi.roles == native.roles and kimi.base_parameters == native.base_parameters
+    stand_in, quantized = kimi.warnings
+    assert "'kimi_k2' is not in transformers" in stand_in and "own code (auto_map) was not run" in stand_in
+    assert "DeepseekV3ForCausalLM" in stand_in and "quantization_config (fp8)" in quantized
+    # the flag still asks for the checkpoint's code, which this config-only folder lacks: one precise line
+    with pytest.raises(lr.ModelLoadError, match="auto_map names configuration_deepseek.py, which is not in"):
+        lr.inspect(folder, trust_remote_code=True)
+
+
+#: a tiny gpt-oss (MXFP4 experts in its published checkpoints) and a tiny Llama
+GPT_OSS = dict(
+    model_type="gpt_oss", num_hidden_layers=2, hidden_size=64, intermediate_size=64, num_attention_heads=4,
+    num_key_value_heads=2, head_dim=16, num_local_experts=4, vocab_size=100,
+)  # fmt: skip
+LLAMA = dict(
+    model_type="llama", num_hidden_layers=2, hidden_size=64, intermediate_size=96, num_attention_heads=4,
+    num_key_value_heads=2, vocab_size=100,
+)  # fmt: skip
+QUANTIZED = [
+    (
+        GPT_OSS,
+        {
+            "quant_method": "mxfp4",
+            "modules_to_not_convert": [
+                "model.layers.*.self_attn",
+                "model.layers.*.mlp.router",
+                "model.embed_tokens",
+                "lm_head",
+            ],
+        },
+        [
+            "(mxfp4)",
+            "packed at half width",
+            "Mxfp4Config(dequantize=True)",
+            "either way: model.layers.*.self_attn, model.layers.*.mlp.router, model.embed_tokens, lm_head)",
+        ],
+    ),
+    (LLAMA, {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128]}, ["(fp8)", "dequantize=True"]),
+    (
+        LLAMA,
+        {"quant_method": "compressed-tensors", "format": "float-quantized", "ignore": ["lm_head"]},
+        ["(compressed-tensors)", "run_compressed=False", "either way: lm_head)"],
+    ),
+    (
+        LLAMA,
+        {"quant_method": "bitsandbytes", "load_in_4bit": True, "llm_int8_skip_modules": ["lm_head"]},
+        ["(bitsandbytes)", "PEFT adapts bitsandbytes-quantized Linear layers", "either way: lm_head)"],
+    ),
+]
+
+
+@pytest.mark.parametrize("config,quantization,fragments", QUANTIZED, ids=[q["quant_method"] for _, q, _ in QUANTIZED])
+def test_a_quantized_checkpoint_says_in_one_warning_what_was_assumed(tmp_path, config, quantization, fragments):
+    quantized = lr.inspect(write_config(tmp_path, {**config, "quantization_config": quantization}, "q"))
+    plain = lr.inspect(write_config(tmp_path, config, "plain"))
+    assert [(f.name, f.shape) for f in quantized.leaves] == [(f.name, f.shape) for f in plain.leaves]
+    assert quantized.base_parameters == plain.base_parameters
+    (note,) = [w for w in quantized.warnings if "quantization_config" in w]
+    assert len(quantized.warnings) == len(plain.warnings) + 1
+    assert note.startswith(str(tmp_path / "q") + ": its quantization_config ") and "built unquantized" in note
+    for fragment in fragments:
+        assert fragment in note
 
 
 @pytest.mark.parametrize(

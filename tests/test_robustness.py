@@ -448,6 +448,38 @@ def test_native_model_type_with_auto_map_uses_the_native_class(tmp_path):
         assert not marker.exists()
 
 
+def test_an_architectures_class_transformers_ships_stands_in_for_remote_code(tmp_path):
+    marker = tmp_path / "MARKER"
+    config = {**TINY, "model_type": "acme_custom", "architectures": ["LlamaForCausalLM"]}
+    model = remote_code_dir(tmp_path / "acme", config, marker)
+    run = cli("resolve", model, "--roles", "q", "-f", "json")
+    assert run.code == 0, run
+    (note,) = json.loads(run.stdout)["warnings"]
+    assert "built with transformers' LlamaForCausalLM" in note and "(auto_map) was not run" in note
+    assert not marker.exists()
+    (model / "modeling_acme.py").unlink()  # a copy holding config.json and only part of the code
+    assert_one_line_error(
+        cli("resolve", model, "--roles", "q", "--trust-remote-code"),
+        "auto_map names modeling_acme.py, which is not in",
+        "drop the flag",
+    )
+    assert not marker.exists()
+
+
+def test_one_line_errors_with_quantization_libraries_installed(tmp_path):
+    # bitsandbytes and torchao log load-time warnings when PEFT or a model's code imports them (a fresh
+    # interpreter shows them): the error must still be the only line.
+    import importlib.util
+
+    assert importlib.util.find_spec("bitsandbytes") and importlib.util.find_spec("torchao")
+    (tmp_path / "adapter_config.json").write_text(
+        json.dumps({"peft_type": "LORA", "r": 8, "target_modules": ".*q_proj", "layers_to_transform": [0]})
+    )
+    model = write_config(tmp_path / "tiny", TINY)
+    (run,) = run_subprocesses((["explain", tmp_path / "adapter_config.json", model], subprocess_env()))
+    assert_one_line_error(run, "PEFT's LoraConfig rejects it")
+
+
 # ============================================================================ atomic writes
 
 

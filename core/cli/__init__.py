@@ -15,7 +15,7 @@ import typer
 
 from ..errors import LoraRegistryError
 from . import compare_cmd, explain_cmd, inspect_cmd, plan_cmd, plugins_cmd, resolve_cmd, roles_cmd, scaffold_cmd
-from .common import App
+from .common import App, quiet_libraries
 
 # bitsandbytes (imported by PEFT where installed: the qlora extra) logs a line about an optional CPU kernel on
 # import; the command line owes its user one line per error, not someone else's notices.
@@ -63,8 +63,9 @@ def main() -> None:
     """Console entry point: usage errors become one line and exit status 2, never a traceback."""
     _show_warnings_as_lines()
     try:
-        plain = plain_call(sys.argv[1:])
-        code = _run_plain(*plain) if plain else app(standalone_mode=False, prog_name="lora-registry")
+        with quiet_libraries():
+            plain = plain_call(sys.argv[1:])
+            code = _run_plain(*plain) if plain else app(standalone_mode=False, prog_name="lora-registry")
     except KeyboardInterrupt:
         sys.exit(130)
     except LoraRegistryError as exc:

@@ -3,13 +3,15 @@ inspecting for a command, output paths and atomic writes, key=value options."""
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
+import logging
 import os
 import re
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -143,6 +145,22 @@ def plugin_option() -> Any:
 def quiet_option() -> Any:
     """``-q/--quiet``: nothing on stderr but errors."""
     return typer.Option(False, "--quiet", "-q", help="Print nothing on stderr but errors (no notes, no warnings).")
+
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Keep other libraries' log lines off stderr while a command runs: the CLI speaks in its own lines.
+
+    With bitsandbytes, torchao or hqq installed, importing PEFT or transformers' models logs their
+    load-time warnings (a kernel that failed to load, a deprecated registration) through Python
+    logging: five lines before any error, which must be one line.
+    """
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
 
 
 _QUIET: contextvars.ContextVar[bool] = contextvars.ContextVar("lora_registry_quiet", default=False)

@@ -461,11 +461,14 @@ def _native_stand_in(data: dict, label: str) -> NativeConfig | None:
 
 
 def _check_remote_files(data: dict, folder: Path, label: str, native: NativeConfig | None) -> None:
-    """Remote code given the flag: each module ``auto_map`` names must be in the folder, else one line naming it."""
+    """Remote code given the flag: each module ``auto_map`` names for the configuration and model classes
+    (what building needs; not a tokenizer's) must be in the folder, else one line naming it."""
     auto_map = data.get("auto_map")
     if not isinstance(auto_map, dict):
         return
-    for reference in auto_map.values():
+    for key, reference in auto_map.items():
+        if key != "AutoConfig" and not str(key).startswith("AutoModel"):
+            continue
         references = reference if isinstance(reference, list) else [reference]
         for ref in references:
             if not isinstance(ref, str) or "--" in ref or "." not in ref:

@@ -439,11 +439,19 @@ def config_summary(config: Any) -> dict[str, ConfigValue]:
     text = config.get_text_config() if callable(getattr(config, "get_text_config", None)) else config
     out: dict[str, ConfigValue] = {"model_type": getattr(config, "model_type", None)}
     for key in CONFIG_KEYS:
-        value = getattr(text, key, None)
+        value = _attribute(text, key)
         if value is None and key == "tie_word_embeddings":
-            value = getattr(config, key, None)
+            value = _attribute(config, key)
         out[key] = value if isinstance(value, (int, float, str, bool)) or value is None else None
     return out
+
+
+def _attribute(config: Any, key: str) -> Any:
+    # transformers' per-layer configs (dots3_note) raise their own error for a global read of a per-layer value
+    try:
+        return getattr(config, key, None)
+    except Exception:
+        return None
 
 
 # ----------------------------------------------------------------------------- --verify

@@ -20,10 +20,25 @@ from .errors import RegistryError
 
 SCOPES = ("language", "vision", "audio", "projector")
 #: Top-level tables of the built-in ``registry.toml``; a plugin's fragment may hold only ``FRAGMENT_KEYS``.
-REGISTRY_KEYS = ("schema", "roles", "aliases", "fused", "presets", "scopes", "names", "blocks", "architectures", "gpus")
+REGISTRY_KEYS = (
+    "schema",
+    "roles",
+    "aliases",
+    "fused",
+    "served_by",
+    "presets",
+    "scopes",
+    "names",
+    "blocks",
+    "limits",
+    "architectures",
+    "gpus",
+)
 FRAGMENT_KEYS = ("schema", "presets", "architectures")
 _PRESET_KEYS = ("description", "roles", "rank", "alpha", "rank_for", "alpha_for")
 _ARCHITECTURE_KEYS = ("layers", "layer_roles", "model_roles")
+#: ``[limits]`` kinds: the LoRA never changes the output, or trains only without the fused mamba_ssm kernels
+LIMIT_KINDS = ("never", "kernels")
 
 
 @dataclass(frozen=True)
@@ -51,6 +66,14 @@ class Architecture:
 
 
 @dataclass(frozen=True)
+class Limit:
+    """Why LoRA cannot train a leaf PEFT accepts (``kind`` ``"never"``), or trains it only without fused kernels (``"kernels"``)."""
+
+    kind: str
+    why: str
+
+
+@dataclass(frozen=True)
 class Registry:
     """Everything ``registry.toml`` holds, validated."""
 
@@ -64,6 +87,10 @@ class Registry:
     architectures: Mapping[str, Architecture]
     #: GPU memory in GiB by lower-case name, aliases included (``plan --gpu``)
     gpus: Mapping[str, float] = field(default_factory=dict)
+    #: one-role alias -> the roles that do its job where the model lacks its role (``[served_by]``)
+    served_by: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: ``"Class.attribute"`` or ``"Class"`` -> why LoRA cannot train such a leaf (``[limits]``)
+    limits: Mapping[str, Limit] = field(default_factory=dict)
 
     def merged(self, fragment: Mapping[str, Any], source: str) -> Registry:
         """Return a registry with ``fragment``'s presets and architectures added (a fragment wins on clashes)."""
@@ -79,6 +106,8 @@ class Registry:
             blocks=self.blocks,
             architectures={**self.architectures, **extra["architectures"]},
             gpus=self.gpus,
+            served_by=self.served_by,
+            limits=self.limits,
         )
 
     def digest(self) -> str:
@@ -155,9 +184,36 @@ def parse_registry(data: Mapping[str, Any], source: str) -> Registry:
             if _check_role(role, known, f"{source}: names.{block}")
         }
     blocks = {k: tuple(_str_list(v, f"{source}: blocks.{k}")) for k, v in _table(data, "blocks", source).items()}
+    served_by = {}
+    for alias, targets in _table(data, "served_by", source).items():
+        if len(aliases.get(alias, ())) != 1:
+            raise RegistryError(f"{source}: served_by.{alias} must name a one-role alias")
+        served_by[alias] = _role_list(targets, known, f"{source}: served_by.{alias}")
+    limits = {}
+    for key, entry in _table(data, "limits", source).items():
+        where = f"{source}: limits.{key}"
+        if not isinstance(entry, dict):
+            raise RegistryError(f"{where} must be a table")
+        _check_keys(entry, ("kind", "why"), where, "a limit")
+        kind, why = _require(entry, "kind", str, where), _require(entry, "why", str, where)
+        if kind not in LIMIT_KINDS:
+            raise RegistryError(f"{where}.kind must be one of {', '.join(LIMIT_KINDS)}, not {kind!r}")
+        limits[key] = Limit(kind, why)
     rest = _parse_fragment(data, source, known, set(aliases))
     gpus = _parse_gpus(_table(data, "gpus", source), source)
-    return Registry(roles, aliases, fused, rest["presets"], scopes, names, blocks, rest["architectures"], gpus)
+    return Registry(
+        roles=roles,
+        aliases=aliases,
+        fused=fused,
+        presets=rest["presets"],
+        scopes=scopes,
+        names=names,
+        blocks=blocks,
+        architectures=rest["architectures"],
+        gpus=gpus,
+        served_by=served_by,
+        limits=limits,
+    )
 
 
 def _parse_gpus(table: Mapping[str, Any], source: str) -> dict[str, float]:

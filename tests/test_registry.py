@@ -18,6 +18,9 @@ PUBLIC_ROLES = [
     "attention-q-b",
     "attention-kv-a",
     "attention-kv-b",
+    "mixer-in",
+    "mixer-out",
+    "mixer-gate",
     "ffn-gate",
     "ffn-up",
     "ffn-down",
@@ -27,6 +30,7 @@ PUBLIC_ROLES = [
     "experts-down",
     "experts-gate-up",
     "router",
+    "shared-expert-gate",
     "embed",
     "lm-head",
 ]
@@ -45,9 +49,22 @@ def test_vocabulary_is_exactly_the_public_contract():
         "ffn-up",
         "ffn-down",
     ]
-    assert expand("all", registry) == [r for r in PUBLIC_ROLES if r not in ("router", "embed", "lm-head")]
+    opt_in = ("router", "shared-expert-gate", "embed", "lm-head")
+    assert expand("all", registry) == [r for r in PUBLIC_ROLES if r not in opt_in]
     assert expand("attention", registry) == PUBLIC_ROLES[:9]
-    assert expand("experts", registry) == PUBLIC_ROLES[13:17]
+    assert expand("mixer", registry) == ["mixer-in", "mixer-out", "mixer-gate"]
+    assert expand("experts", registry) == PUBLIC_ROLES[16:20]
+    # ffn is the whole feed-forward sublayer: dense and shared (ffn-*) and routed experts
+    assert expand("ffn", registry) == PUBLIC_ROLES[12:20]
+    # a one-role alias is served where its role is missing: latent attention, routed-experts-only FFNs
+    assert dict(registry.served_by) == {
+        "q": ("attention-q-a", "attention-q-b"),
+        "k": ("attention-kv-a", "attention-kv-b"),
+        "v": ("attention-kv-a", "attention-kv-b"),
+        "gate": ("experts-gate", "experts-gate-up"),
+        "up": ("experts-up", "experts-gate-up"),
+        "down": ("experts-down",),
+    }
 
 
 def test_founding_preset():
@@ -72,6 +89,12 @@ def test_founding_preset():
         ({"roles": {"attention-q": "q"}, "scopes": {"video": ["v"]}}, "scopes.video"),
         ({"roles": {"attention-q": "q"}, "gpus": {"H100": "80GB"}}, "gpus.H100"),
         ({"roles": {"attention-q": "q"}, "gpus": {"H100": 80, "aliases": {"H": "H200"}}}, "gpus.aliases.H"),
+        (
+            {"roles": {"attention-q": "q"}, "aliases": {"a": ["attention-q"]}, "served_by": {"b": ["attention-q"]}},
+            "served_by.b",
+        ),
+        ({"roles": {"attention-q": "q"}, "limits": {"X.y": {"kind": "maybe", "why": "w"}}}, "limits.X.y.kind"),
+        ({"roles": {"attention-q": "q"}, "limits": {"X.y": {"kind": "never"}}}, "limits.X.y"),
     ],
 )
 def test_bad_registry_names_file_and_key(doc, where):

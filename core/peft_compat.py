@@ -307,6 +307,65 @@ def _subscript_assignments(tree: ast.Module, name: str) -> list[tuple[str, str]]
     return out
 
 
+# ----------------------------------------------------------------------------- targets PEFT refuses, "all-linear"
+#: ``tuners_utils._check_lora_target_modules_mamba``: the model types (``model.config.model_type`` of the
+#: model given to PEFT) and module names on which PEFT raises for LoRA
+MAMBA_MODEL_TYPES = frozenset({"falcon_h1", "mamba", "mamba2", "falcon_mamba", "nemotron_h"})
+MAMBA_REFUSED_MODULES = frozenset({"out_proj", "conv1d"})
+#: ``utils.constants.INCLUDE_LINEAR_LAYERS_SHORTHAND``
+ALL_LINEAR = "all-linear"
+
+
+def lora_refusal(model_type: str, leaf: Leaf) -> str | None:
+    """Why PEFT raises for LoRA on ``leaf``, or ``None`` where it accepts it.
+
+    ``tuners_utils._check_lora_target_modules_mamba`` (run by ``BaseTuner.inject_adapter`` for every
+    matched module, and for the module holding a targeted parameter) refuses modules named
+    ``out_proj`` or ``conv1d`` when the model's ``model_type`` is one of ``MAMBA_MODEL_TYPES``.
+    """
+    target_name = leaf.owner.rsplit(".", 1)[-1]
+    if model_type in MAMBA_MODEL_TYPES and target_name in MAMBA_REFUSED_MODULES:
+        return (
+            f"PEFT refuses LoRA on {target_name} for model_type {model_type}, whose fused Mamba kernels use its "
+            "weight without calling the module (tuners_utils._check_lora_target_modules_mamba)"
+        )
+    return None
+
+
+def all_linear_leaves(tree: ModuleTree, leaves: Sequence[Leaf], model_type: str) -> list[Leaf]:
+    """The leaves PEFT adapts for ``target_modules="all-linear"``, in model order.
+
+    ``tuners_utils._maybe_include_all_linear_layers``: every ``nn.Linear`` (any subclass) and
+    transformers ``Conv1D`` -- the tree's ``linear`` kind -- except the module
+    ``get_output_embeddings()`` returns. Where PEFT converts MoE targets for transformers 5
+    (``transformers_weight_conversion._resolve_string_target_modules`` and ``_convert_peft_config_moe``),
+    the expansion is first cut to leaf names, the v4 expert and router names are added, and those
+    names become ``target_parameters``: modules so named (dense and shared FFNs) drop out, and
+    every parameter ending in the new names (3-D experts, the router's weight) comes in.
+    """
+    linear = [
+        leaf
+        for leaf in leaves
+        if leaf.kind == "module" and leaf.lora_type == "linear" and leaf.name != tree.output_embedding
+    ]
+    table = rename_table(model_type)
+    if not table:
+        return linear
+    short = {leaf.short_name for leaf in linear} | set(table)
+    as_modules = sorted(short - set(table))
+    as_parameters = sorted({table[name] for name in short if name in table})
+    chosen = []
+    for leaf in leaves:
+        if leaf.kind == "module":
+            hit = leaf.lora_type == "linear" and matches_target_modules(as_modules, leaf.name)
+            hit = hit or matches_target_parameters(as_parameters, f"{leaf.name}.weight")
+        else:
+            hit = matches_target_parameters(as_parameters, leaf.name)
+        if hit:
+            chosen.append(leaf)
+    return chosen
+
+
 # ----------------------------------------------------------------------------- options PEFT refuses
 def check_option_values(options: Mapping[str, Any]) -> None:
     """Refuse, in one line, option values PEFT would reject (or silently not honour), before any model is read.

@@ -468,3 +468,106 @@ def test_task_types_for_what_peft_has_no_task_for():
     assert peft_compat.task_type_for("LlavaForConditionalGeneration") == "CAUSAL_LM"
     assert peft_compat.task_type_for("WhisperForConditionalGeneration") == "SEQ_2_SEQ_LM"
     assert peft_compat.task_type_for("NoSuchModel") is None
+
+
+def _tiny(model_type, **sizes):
+    from transformers import AutoModel
+
+    config = AutoConfig.for_model(model_type, **sizes)
+    with torch.device("meta"):
+        try:
+            return AutoModelForCausalLM.from_config(config)
+        except ValueError:  # a model type with no causal-LM class (LLaVA): its own model class
+            return AutoModel.from_config(config)
+
+
+def _leaves(model):
+    from lora_registry.registry import load_registry
+
+    tree = ModuleTree.from_module(model)
+    return tree, tree.leaves(load_registry())
+
+
+_MAMBA = dict(num_hidden_layers=1, hidden_size=32, state_size=4, vocab_size=100)
+
+
+@pytest.mark.parametrize(
+    "model_type,sizes",
+    [
+        ("mamba", _MAMBA),  # refused: out_proj and conv1d
+        ("nemotron_h", dict(num_hidden_layers=2, layers_block_type=["mamba", "attention"], hidden_size=64)),
+        ("jamba", dict(num_hidden_layers=2, hidden_size=64, num_experts=2)),  # a Mamba mixer PEFT accepts whole
+    ],
+)
+def test_mamba_refusal_rule(model_type, sizes):
+    model = _tiny(model_type, **sizes)
+    _, leaves = _leaves(model)
+    layer0 = [leaf for leaf in leaves if leaf.layer == 0 and leaf.kind == "module"]
+    assert layer0
+    for leaf in layer0:
+        reason = peft_compat.lora_refusal(model_type, leaf)
+        try:
+            _apply(_tiny(model_type, **sizes), target_modules=[leaf.name], r=1)
+            refused = None
+        except ValueError as exc:
+            refused = str(exc)
+        assert (reason is not None) == (refused is not None and "incompatible with Mamba" in refused), leaf.name
+    if model_type == "jamba":
+        assert not any(peft_compat.lora_refusal(model_type, leaf) for leaf in leaves)
+
+
+def _all_linear_keys(model_type, leaves, tree):
+    renamed = peft_compat.renamed_module_names(model_type)
+    return {
+        leaf.name + ".weight" if leaf.kind == "module" and leaf.short_name in renamed else leaf.name
+        for leaf in peft_compat.all_linear_leaves(tree, leaves, model_type)
+    }
+
+
+@pytest.mark.parametrize(
+    "model_type,sizes",
+    [
+        ("llama", dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, vocab_size=100)),
+        ("gpt2", dict(n_layer=2, n_embd=64, n_head=4, vocab_size=100)),  # transformers' Conv1D, tied head
+        ("qwen3_moe", dict(num_hidden_layers=2, hidden_size=64, num_experts=4, mlp_only_layers=[0], vocab_size=100)),
+        (
+            "deepseek_v3",  # PEFT's MoE conversion: dense and shared FFNs drop out, experts and router come in
+            dict(
+                num_hidden_layers=2,
+                first_k_dense_replace=1,
+                n_routed_experts=4,
+                hidden_size=64,
+                intermediate_size=96,
+                moe_intermediate_size=16,
+                q_lora_rank=16,
+                kv_lora_rank=16,
+                num_attention_heads=2,
+                vocab_size=100,
+            ),
+        ),
+        ("llava", dict()),  # the vision tower and projector too: all-linear knows no scope
+    ],
+)
+def test_all_linear_rule(model_type, sizes):
+    if model_type == "llava":
+        sizes = dict(
+            text_config=dict(model_type="llama", num_hidden_layers=1, hidden_size=64, num_attention_heads=4),
+            vision_config=dict(num_hidden_layers=1, hidden_size=32, intermediate_size=64, num_attention_heads=2),
+        )
+    model = _tiny(model_type, **sizes)
+    tree, leaves = _leaves(model)
+    peft = _apply(model, target_modules="all-linear", r=1)
+    targeted = set(peft.base_model.targeted_module_names) | set(peft.base_model.targeted_parameter_names or [])
+    assert _all_linear_keys(model_type, leaves, tree) == targeted
+
+
+def test_all_linear_rule_on_a_model_peft_refuses():
+    # PEFT raises for all-linear on Mamba (it includes out_proj); the expansion itself is the same rule
+    from peft.tuners.tuners_utils import _maybe_include_all_linear_layers
+
+    model = _tiny("mamba", **_MAMBA)
+    tree, leaves = _leaves(model)
+    expanded = _maybe_include_all_linear_layers(LoraConfig(target_modules="all-linear"), model).target_modules
+    assert {leaf.name for leaf in peft_compat.all_linear_leaves(tree, leaves, "mamba")} == set(expanded)
+    with pytest.raises(ValueError, match="incompatible with Mamba"):
+        _apply(model, target_modules="all-linear")

@@ -197,6 +197,7 @@ class AdapterPlan:
             "model_type": resolution.model_map.model_type,
             "plugin": resolution.model_map.plugin,
             "roles": resolution.names_by_role(),
+            "scopes": list(resolution.scopes),
             "target_modules": target_modules,
             "target_parameters": list(target_parameters or []),
             "trainable_parameters": self.cost.total,

@@ -1,4 +1,8 @@
-"""Role specs: ``"q,v,ffn"`` or ``["q", "v", "ffn"]`` expanded into concrete roles."""
+"""Role specs: ``"q,v,ffn"`` or ``["q", "v", "ffn"]`` expanded into concrete roles.
+
+Besides roles and aliases, a resolution accepts PEFT's keyword ``all-linear`` (``all_linear=True``):
+a request with no roles of its own, which ``resolve_map`` expands by PEFT's rule.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .errors import RoleError
+from .peft_compat import ALL_LINEAR
 from .registry import Registry
 
 
@@ -17,8 +22,11 @@ class RoleRequest:
     roles: tuple[str, ...]
 
 
-def parse_roles(spec: str | Sequence[str], registry: Registry) -> list[RoleRequest]:
-    """Split a role spec into requests, expanding aliases; unknown names raise ``RoleError``."""
+def parse_roles(spec: str | Sequence[str], registry: Registry, *, all_linear: bool = False) -> list[RoleRequest]:
+    """Split a role spec into requests, expanding aliases; unknown names raise ``RoleError``.
+
+    With ``all_linear``, PEFT's ``all-linear`` is accepted as a request with no roles of its own.
+    """
     items = _split(spec)
     if not items:
         raise RoleError("no roles given; pass e.g. --roles q,v or --roles all (see `lora-registry roles`)")
@@ -29,11 +37,24 @@ def parse_roles(spec: str | Sequence[str], registry: Registry) -> list[RoleReque
         seen.add(item)
         if item in registry.roles:
             requests.append(RoleRequest(item, (item,)))
+        elif item == ALL_LINEAR and all_linear:
+            requests.append(RoleRequest(item, ()))
         elif item in registry.aliases:
             requests.append(RoleRequest(item, registry.aliases[item]))
         else:
-            raise RoleError(f"unknown role or alias {item!r}; known: {', '.join(known_names(registry))}")
+            known = known_names(registry) + ([ALL_LINEAR] if all_linear else [])
+            raise RoleError(f"unknown role or alias {item!r}; known: {', '.join(known)}")
     return requests
+
+
+def unknown_words(spec: str | Sequence[str], registry: Registry) -> list[str]:
+    """The items of ``spec`` that are neither a role, an alias nor ``all-linear`` (as written, lower-cased)."""
+    try:
+        items = _split(spec)
+    except RoleError:
+        return []
+    known = set(registry.roles) | set(registry.aliases) | {ALL_LINEAR}
+    return [item for item in dict.fromkeys(items) if item not in known]
 
 
 def known_names(registry: Registry) -> list[str]:

@@ -126,9 +126,12 @@ def test_shared_experts_are_ffn_and_routers_are_routers(pm):
     layer = _roles_in_layer(qwen2_moe, 0)
     assert layer["model.layers.0.mlp.shared_expert.up_proj"] == "ffn-up"
     assert layer["model.layers.0.mlp.gate.weight"] == "router"
-    assert layer["model.layers.0.mlp.shared_expert_gate"] is None  # a scalar gate, not a router
-    # `all` never includes the router; asking for it is explicit
+    # a scalar gate on the shared expert: its own opt-in role, not a router
+    assert layer["model.layers.0.mlp.shared_expert_gate"] == "shared-expert-gate"
+    # `all` never includes the router or the shared-expert gate; asking for them is explicit
     assert "router" not in lr.resolve(model_map, roles="all").roles
+    assert "shared-expert-gate" not in lr.resolve(qwen2_moe, roles="all").roles
+    _exact(lr.resolve(qwen2_moe, roles="shared-expert-gate,router"))
 
 
 def test_dense_first_layers_then_moe(pm):
@@ -162,7 +165,7 @@ def test_dense_first_layers_then_moe(pm):
 # ----------------------------------------------------------------------------- hybrids
 
 HYBRIDS = {
-    # model_type: (small config overrides, a module inside an SSM/linear-attention block)
+    # model_type: (small config overrides, a mixer input projection, the mixer block's class)
     "jamba": (
         dict(
             num_hidden_layers=4,
@@ -173,37 +176,53 @@ HYBRIDS = {
             num_experts=4,
         ),
         "mamba.in_proj",
+        "JambaMambaMixer",
     ),
-    "bamba": (dict(num_hidden_layers=3, attn_layer_indices=[1]), "mamba.in_proj"),
-    "falcon_h1": (dict(num_hidden_layers=2), "mamba.in_proj"),
-    "qwen3_next": (dict(num_hidden_layers=4, num_experts=4), "linear_attn.in_proj_qkvz"),
-    "nemotron_h": (dict(num_hidden_layers=3, layers_block_type=["mamba", "attention", "mlp"]), "mixer.in_proj"),
-    "zamba": (dict(), "mamba.in_proj"),  # its shared-attention tying needs the default layout
+    "bamba": (dict(num_hidden_layers=3, attn_layer_indices=[1]), "mamba.in_proj", "BambaMixer"),
+    "falcon_h1": (dict(num_hidden_layers=2), "mamba.in_proj", "FalconH1Mixer"),
+    "qwen3_next": (dict(num_hidden_layers=4, num_experts=4), "linear_attn.in_proj_qkvz", "Qwen3NextGatedDeltaNet"),
+    "nemotron_h": (
+        dict(num_hidden_layers=3, layers_block_type=["mamba", "attention", "mlp"]),
+        "mixer.in_proj",
+        "NemotronHMamba2Mixer",
+    ),
+    "zamba": (dict(), "mamba.in_proj", "ZambaMambaMixer"),  # its shared-attention tying needs the default layout
 }
 
 
 @pytest.mark.parametrize("model_type", sorted(HYBRIDS))
 def test_hybrid_stacks(model_type, pm):
-    overrides, ssm_leaf = HYBRIDS[model_type]
+    overrides, mixer_leaf, mixer_class = HYBRIDS[model_type]
     try:
         config = AutoConfig.for_model(model_type, **overrides)
     except Exception:  # an override this transformers version names differently: fall back to defaults
         config = AutoConfig.for_model(model_type)
     model_map = lr.inspect(config, plugin_manager=pm)
     language = [leaf for leaf in model_map.leaves if leaf.scope == "language"]
-    ssm = [leaf for leaf in language if leaf.name.endswith(ssm_leaf)]
-    assert ssm, f"no {ssm_leaf} in {model_type}"
-    for leaf in ssm:  # SSM and linear-attention projections: an explicit null, with the reason
-        assert model_map.roles[leaf.name] is None
-        assert "not attention or an FFN" in model_map.null_reasons[leaf.name]
+    mixers = [leaf for leaf in language if leaf.name.endswith(mixer_leaf)]
+    assert mixers, f"no {mixer_leaf} in {model_type}"
+    for leaf in mixers:  # the token mixer that is not softmax attention: mixer-* roles
+        assert model_map.roles[leaf.name] == "mixer-in"
     present = set(model_map.present_roles())
-    assert {"attention-q", "attention-v"} <= present
+    assert {"attention-q", "attention-v", "mixer-in", "mixer-out"} <= present
     assert present & {"ffn-down", "experts-down"}
     attention_layers = {leaf.layer for leaf in language if model_map.roles[leaf.name] == "attention-q"}
-    ssm_layers = {leaf.layer for leaf in ssm}
+    mixer_layers = {leaf.layer for leaf in mixers}
     if model_type != "falcon_h1":  # Falcon-H1 runs attention and Mamba side by side in every layer
-        assert attention_layers and attention_layers != ssm_layers
-    _exact(lr.resolve(model_map, roles="all"))
+        assert attention_layers and attention_layers != mixer_layers
+    # q,v leaves the mixers untouched: one warning with the counts, naming the mixer and what to add
+    qv = lr.resolve(model_map, roles="q,v")
+    (warning,) = [w for w in qv.warnings if "untouched" in w]
+    layers = {leaf.layer for leaf in language if leaf.layer is not None}
+    assert f"reach the token mixer of {len(attention_layers)} of {len(layers)} layers" in warning
+    assert f"{len(mixer_layers)} " in warning and mixer_class in warning and "add `mixer`" in warning
+    # all reaches every layer's token mixer, and PEFT adapts exactly what it resolved
+    every = lr.resolve(model_map, roles="all")
+    assert not any("untouched" in w for w in every.warnings)
+    assert {
+        leaf.layer for leaf in every.leaves if every.model_map.roles[leaf.name].startswith("mixer-")
+    } == mixer_layers
+    _exact(every)
 
 
 # ----------------------------------------------------------------------------- encoder-decoder
@@ -225,12 +244,13 @@ def test_encoder_decoder_self_and_cross_attention(model_type, cross, pm):
     self_q = [n for n in names if model_map.roles[n] == "attention-q" and f"{cross}." not in n]
     assert any("encoder" in n for n in self_q) and any("decoder" in n for n in self_q)
     resolution = lr.resolve(model_map, roles="q,v")
-    if model_type == "whisper":  # the audio encoder is its own scope
+    if model_type == "whisper":  # the audio encoder is its own scope, and half of a speech encoder-decoder
         assert all(names[n].scope == "audio" for n in self_q if "encoder" in n)
-        assert not any("encoder." in leaf.name and "encoder_attn" not in leaf.name for leaf in resolution.leaves)
-        both = lr.resolve(lr.inspect(model_type, plugin_manager=pm), roles="q,v", scope="language,audio")
-        assert len(both.leaves) > len(resolution.leaves)
-        _exact(both)
+        assert resolution.scopes == ("language", "audio")  # so the default scope includes it
+        decoder = lr.resolve(model_map, roles="q,v", scope="language")
+        assert not any("encoder." in leaf.name and "encoder_attn" not in leaf.name for leaf in decoder.leaves)
+        assert len(resolution.leaves) > len(decoder.leaves)
+        _exact(lr.resolve(lr.inspect(model_type, plugin_manager=pm), roles="q,v"))
     else:
         assert any(".encoder." in f".{leaf.name}" for leaf in resolution.leaves)
         _exact(resolution)
@@ -270,3 +290,107 @@ def test_nested_language_model_layers_and_scopes(model_type, pm):
     last = lr.resolve(model_map, roles="q", last_layers=1)
     assert [leaf.name for leaf in last.leaves] == [language_q[-1].name]
     _exact(lr.resolve(lr.inspect(model_type, plugin_manager=pm), roles="q,v", scope="language,vision"))
+
+
+# ----------------------------------------------------------------------------- issue 13: found wrong or missing
+
+REVIEW_FIXES = [
+    # (model_type, leaf name, role, scope): each was wrong or missing before issue 13
+    ("deepseek_v4", "model.layers.0.self_attn.kv_proj", "attention-kv-a", "language"),  # the shared K=V projection
+    ("deepseek_v4", "model.layers.0.self_attn.o_b_proj", "attention-o", "language"),
+    ("deepseek_v4", "model.layers.0.self_attn.compressor.kv_proj", "attention-kv-a", "language"),
+    ("deepseek_v4", "model.layers.0.self_attn.compressor.gate_proj", None, "language"),  # was ffn-gate
+    ("deepseek_v4", "model.layers.0.self_attn.o_a_proj", None, "language"),  # grouped Linear: LoRA cannot fit
+    ("internvl", "model.vision_tower.encoder.layer.0.attention.projection_layer", "attention-o", "vision"),
+    ("janus", "model.vision_model.encoder.layers.0.self_attn.projection_layer", "attention-o", "vision"),
+    ("video_llava", "model.video_tower.encoder.layers.0.mlp.fc1", "ffn-up", "vision"),  # was scope language, null
+    ("video_llava", "model.video_tower.encoder.layers.0.mlp.fc2", "ffn-down", "vision"),
+    ("modernbert-decoder", "model.layers.0.attn.Wo", "attention-o", "language"),
+    ("t5gemma2", "model.encoder.vision_tower.encoder.layers.0.mlp.fc1", "ffn-up", "vision"),
+    ("t5gemma2", "model.encoder.vision_tower.encoder.layers.0.mlp.fc2", "ffn-down", "vision"),
+    ("qwen3_vl", "model.visual.deepstack_merger_list.0.linear_fc1", None, "projector"),  # was scope vision
+    ("qwen2_moe", "model.layers.0.mlp.shared_expert_gate", "shared-expert-gate", "language"),
+    ("rwkv", "rwkv.blocks.0.feed_forward.receptance", "ffn-gate", "language"),  # the channel mix is the FFN
+    ("xlstm", "backbone.blocks.0.ffn.proj_up_gate", "ffn-gate", "language"),
+]
+
+
+@pytest.mark.parametrize("model_type,name,role,scope", REVIEW_FIXES, ids=lambda v: str(v).rsplit(".", 1)[-1])
+def test_review_fixes(model_type, name, role, scope, pm):
+    model_map = _default_map(model_type, pm)
+    leaf = next(leaf for leaf in model_map.leaves if leaf.name == name)
+    assert (model_map.roles.get(name), leaf.scope) == (role, scope)
+    if role is None:
+        assert model_map.null_reasons[name]
+
+
+def test_null_reasons_say_what_the_leaf_is(pm):
+    v32 = _default_map("deepseek_v32", pm)
+    indexer = v32.null_reasons["model.layers.0.self_attn.indexer.wk"]
+    assert "sparse-attention indexer" in indexer and "never trains" in indexer and "SSM" not in indexer
+    v4 = _default_map("deepseek_v4", pm)
+    assert "pooling weights" in v4.null_reasons["model.layers.0.self_attn.compressor.gate_proj"]
+    assert "grouped" in v4.null_reasons["model.layers.0.self_attn.o_a_proj"]
+    # q, k and v reach the shared K=V projection; o the output projection; PEFT's all-linear would crash on o_a_proj
+    kv = lr.resolve(v4, roles="k")
+    assert {leaf.short_name for leaf in kv.leaves} == {"kv_proj"} and any("k and v share" in w for w in kv.warnings)
+    linear = lr.resolve(v4, roles="all-linear")
+    assert not any(leaf.short_name == "o_a_proj" for leaf in linear.leaves)
+    assert any("o_a_proj" in w and w.startswith("left out") for w in linear.warnings)
+
+
+def test_gemma4_vision_wrappers_are_judged_by_their_names(pm):
+    text = dict(
+        num_hidden_layers=1,
+        hidden_size=64,
+        intermediate_size=128,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        global_head_dim=32,
+        vocab_size=100,
+        vocab_size_per_layer_input=100,
+        hidden_size_per_layer_input=16,
+    )
+    vision = dict(num_hidden_layers=1, hidden_size=64, intermediate_size=128, num_attention_heads=2, head_dim=32)
+    config = AutoConfig.for_model("gemma4", text_config=text, vision_config=vision)
+    model_map = lr.inspect(config, plugin_manager=pm)
+    tower = "model.vision_tower.encoder.layers.0."
+    roles = {name[len(tower) :]: role for name, role in model_map.roles.items() if name.startswith(tower)}
+    assert roles == {
+        "self_attn.q_proj.linear": "attention-q",
+        "self_attn.k_proj.linear": "attention-k",
+        "self_attn.v_proj.linear": "attention-v",
+        "self_attn.o_proj.linear": "attention-o",
+        "mlp.gate_proj.linear": "ffn-gate",
+        "mlp.up_proj.linear": "ffn-up",
+        "mlp.down_proj.linear": "ffn-down",
+    }
+    projection = next(leaf for leaf in model_map.leaves if leaf.name == "model.embed_vision.embedding_projection")
+    assert projection.scope == "projector"
+    # q on the language model and the tower: exact targets, although q_proj also names the wrapper module
+    _exact(lr.resolve(lr.inspect(config, plugin_manager=pm), roles="q,v", scope="language,vision"))
+
+
+_DEFAULT_MAPS: dict = {}
+
+
+def _default_map(model_type, pm):
+    if model_type not in _DEFAULT_MAPS:
+        _DEFAULT_MAPS[model_type] = lr.inspect(model_type, plugin_manager=pm)
+    return _DEFAULT_MAPS[model_type]
+
+
+@pytest.mark.parametrize(
+    "model_type,speech",
+    [("speech_to_text", True), ("moonshine", True), ("qwen2_audio", False)],
+)
+def test_a_speech_encoder_is_half_the_model_a_tower_is_opt_in(model_type, speech, pm):
+    # Speech encoder-decoders: the audio encoder is labelled audio and the default scope includes it;
+    # an audio-LLM's tower that feeds a language model stays opt-in.
+    model_map = _default_map(model_type, pm)
+    audio = [leaf for leaf in model_map.leaves if leaf.scope == "audio"]
+    assert audio and all(".encoder." in f".{leaf.name}" or "audio_tower" in leaf.name for leaf in audio)
+    resolution = lr.resolve(model_map, roles="q,v")
+    assert resolution.scopes == (("language", "audio") if speech else ("language",))
+    assert any(leaf.scope == "audio" for leaf in resolution.leaves) == speech

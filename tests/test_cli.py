@@ -25,18 +25,20 @@ def test_resolve_json_contract():
     result = run("resolve", LLAMA, "--roles", "q,v,ffn", "--rank-for", "ffn=4", "--format", "json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    # the foundation's keys, unchanged; "cost" was added with per-role cost and memory
+    # the foundation's keys, unchanged; "cost" was added with per-role cost and memory, "scopes" with issue 13
     assert set(doc) == {
         "model",
         "model_type",
         "plugin",
         "roles",
+        "scopes",
         "target_modules",
         "target_parameters",
         "trainable_parameters",
         "warnings",
         "cost",
     }
+    assert doc["scopes"] == ["language"]
     assert doc["model_type"] == "llama" and doc["plugin"] == "llama"
     assert set(doc["roles"]) == {"attention-q", "attention-v", "ffn-gate", "ffn-up", "ffn-down"}
     assert len(doc["roles"]["attention-q"]) == 32
@@ -164,12 +166,18 @@ def test_inspect_plugins_roles():
     assert {"llama", "mistral", "phi", "generic", "declarative"} <= set(names)
     assert plugins["hookspec_version"] >= 1
     roles = json.loads(run("roles", "--json").stdout)
-    assert "attention-kv-b" in roles["roles"] and roles["aliases"]["ffn"] == [
+    assert "attention-kv-b" in roles["roles"] and "mixer-gate" in roles["roles"]
+    assert roles["aliases"]["ffn"] == [
         "ffn-gate",
         "ffn-up",
         "ffn-down",
         "ffn-gate-up",
+        "experts-gate",
+        "experts-up",
+        "experts-down",
+        "experts-gate-up",
     ]
+    assert roles["aliases"]["mixer"] == ["mixer-in", "mixer-out", "mixer-gate"]
 
 
 BAD = [
@@ -186,8 +194,25 @@ BAD = [
     (["resolve", LLAMA], "give --roles"),
     (["resolve", LLAMA, "--roles", "q", "-o", "/no/such/dir/out.json"], "does not exist"),
     (["resolve", LLAMA, "--roles", "q", "--scope", "text"], "unknown scope"),
+    (["resolve", LLAMA, "--roles", "mixer"], "alias 'mixer' matches nothing"),
+    (["resolve", LLAMA, "--roles", "q_proj"], "'q_proj' is a module name here (role attention-q: use q)"),
+    (["resolve", LLAMA, "--roles", "q", "--include", "in_proj"], "--include 'in_proj' matches no module"),
+    (["resolve", LLAMA, "--roles", "q", "--exclude", "v_proj"], "matches nothing the resolution selected"),
+    (["resolve", LLAMA, "--roles", "q", "--exclude", "re:["], "not a valid regex"),
+    (["resolve", LLAMA, "--roles", "q", "--exclude", "q_proj"], "nothing is left to adapt"),
     (["inspect", "/no/such/config.json"], "no such file"),
 ]
+
+
+def test_include_exclude_and_all_linear_on_the_command_line(tmp_path):
+    args = ["resolve", LLAMA, "--roles", "q", "--include", "k_proj", "--exclude", "re:.*layers\\.0\\..*"]
+    doc = json.loads(run(*args, "-f", "json").stdout)
+    assert set(doc["roles"]) == {"attention-q", "attention-k"} and len(doc["roles"]["attention-q"]) == 31
+    linear = run("resolve", LLAMA, "--roles", "all-linear", "-f", "json")
+    assert linear.exit_code == 0, linear.output
+    assert set(json.loads(linear.stdout)["roles"]) == set(
+        json.loads(run("resolve", LLAMA, "--roles", "all", "-f", "json").stdout)["roles"]
+    )
 
 
 @pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a[2:]) or a[0] for a, _ in BAD])

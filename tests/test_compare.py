@@ -54,8 +54,8 @@ def test_compare_fused_model_substitutes_and_extra_presets():
     assert any("fused into attention-qkv" in w for w in qkvo["warnings"])
 
 
-def test_compare_shows_na_with_the_reason(tmp_path):
-    # DeepSeek-V3 attention is latent (q_a/q_b, kv_a/kv_b): no q or v to adapt
+def test_compare_shows_na_only_where_the_model_lacks_the_thing(tmp_path):
+    # DeepSeek-V3 attention is latent (q_a/q_b, kv_a/kv_b): q and v are served by those, with the reason
     AutoConfig.for_model(
         "deepseek_v3",
         num_hidden_layers=2,
@@ -69,14 +69,27 @@ def test_compare_shows_na_with_the_reason(tmp_path):
         num_attention_heads=4,
         num_key_value_heads=4,
         vocab_size=100,
-    ).save_pretrained(tmp_path)
-    result = run("compare", str(tmp_path), "-f", "json")
+    ).save_pretrained(tmp_path / "dsv3")
+    result = run("compare", str(tmp_path / "dsv3"), "-f", "json")
     assert result.exit_code == 0, result.output
     rows = {row["choice"]: row for row in json.loads(result.stdout)["choices"]}
-    assert "matches nothing" in rows["q,v r8"]["error"] and "trainable_parameters" not in rows["q,v r8"]
-    assert rows["all r16"]["trainable_parameters"] > 0
-    table = run("compare", str(tmp_path))
-    assert table.exit_code == 0 and "n/a" in table.stdout and "matches nothing" in table.stdout
+    assert all(row.get("trainable_parameters", 0) > 0 for row in rows.values()), rows
+    assert rows["q,v r8"]["roles"] == ["attention-q-a", "attention-q-b", "attention-kv-a", "attention-kv-b"]
+    assert any("served by attention-q-a and attention-q-b" in w for w in rows["q,v r8"]["warnings"])
+    # Mamba has no attention at all: q,v is n/a, naming the mixer to ask for instead; all adapts the mixers
+    AutoConfig.for_model("mamba", num_hidden_layers=2, hidden_size=64, vocab_size=100).save_pretrained(
+        tmp_path / "mamba"
+    )
+    rows = {
+        row["choice"]: row
+        for row in json.loads(run("compare", str(tmp_path / "mamba"), "-f", "json").stdout)["choices"]
+    }
+    assert "matches nothing" in rows["q,v r8"]["error"] and "ask for mixer" in rows["q,v r8"]["error"]
+    assert "trainable_parameters" not in rows["q,v r8"]
+    assert rows["all r16"]["roles"] == ["mixer-in", "mixer-gate"]
+    table = run("compare", str(tmp_path / "mamba"))
+    text = " ".join(table.stdout.split())
+    assert table.exit_code == 0 and "n/a" in text and "MambaMixer (mixer-*): ask for mixer" in text
 
 
 def test_resolve_peft_options_reach_the_config_and_the_cost(tmp_path):

@@ -66,7 +66,7 @@ def test_dense_ffn_next_to_experts_is_not_rewritten_by_peft():
         num_key_value_heads=4,
         vocab_size=1000,
     )
-    resolution = lr.resolve(cfg, roles="ffn")
+    resolution = lr.resolve(cfg, roles="ffn-gate,ffn-up,ffn-down")  # ffn alone reaches the experts too
     targeted, trainable, _ = apply_peft(resolution)
     assert targeted == expected_keys(resolution)
     assert not any(".experts." in key for key in targeted)

@@ -314,3 +314,131 @@ def test_the_narrower_per_role_key_wins_whatever_the_order():
         assert resolution.rank_of("ffn-up", 8, ranks) == 4
         assert resolution.rank_of("attention-q", 8, ranks) == 16
         assert resolution.rank_of("attention-k", 8, ranks) == 2
+
+
+# ----------------------------------------------------------------------------- issue 13: what PEFT users type
+_DSV3 = dict(
+    num_hidden_layers=2,
+    first_k_dense_replace=1,
+    n_routed_experts=4,
+    hidden_size=64,
+    intermediate_size=96,
+    moe_intermediate_size=16,
+    q_lora_rank=16,
+    kv_lora_rank=16,
+    num_attention_heads=2,
+    num_key_value_heads=2,
+    vocab_size=100,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_maps(pm):
+    """Small llama, DeepSeek-V3 (latent attention, dense layer then MoE) and Qwen3-MoE (routed experts only) maps."""
+    llama = AutoConfig.for_model("llama", num_hidden_layers=2, hidden_size=64, intermediate_size=96, vocab_size=100)
+    qwen3_moe = AutoConfig.for_model("qwen3_moe", num_hidden_layers=2, hidden_size=64, num_experts=4, vocab_size=100)
+    return {
+        "llama": lr.inspect(llama, plugin_manager=pm),
+        "deepseek_v3": lr.inspect(AutoConfig.for_model("deepseek_v3", **_DSV3), plugin_manager=pm),
+        "qwen3_moe": lr.inspect(qwen3_moe, plugin_manager=pm),
+    }
+
+
+def test_include_and_exclude(tiny_maps):
+    llama = tiny_maps["llama"]
+    r = lr.resolve(llama, roles="q,v", include="k_proj,lm_head", exclude="layers.0.self_attn.v_proj")
+    names = {leaf.name for leaf in r.leaves}
+    assert "model.layers.0.self_attn.k_proj" in names and "lm_head" in names
+    assert "model.layers.0.self_attn.v_proj" not in names and "model.layers.1.self_attn.v_proj" in names
+    assert r.roles == ["attention-q", "attention-k", "attention-v", "lm-head"]
+    regex = lr.resolve(llama, roles="q", include=r"re:model\.layers\.1\.mlp\..*_proj", exclude=["re:.*layers\\.0\\..*"])
+    assert {leaf.name for leaf in regex.leaves} == {
+        "model.layers.1.self_attn.q_proj",
+        "model.layers.1.mlp.gate_proj",
+        "model.layers.1.mlp.up_proj",
+        "model.layers.1.mlp.down_proj",
+    }
+    targeted, trainable, _ = apply_peft(
+        lr.resolve(llama, roles="q,v", include="k_proj", exclude="layers.0.self_attn.v_proj")
+    )
+    assert "model.layers.0.self_attn.v_proj" not in targeted and "model.layers.1.self_attn.k_proj" in targeted
+    # a module holding parameter leaves names them (the router's weight, the experts' tensors)
+    moe = lr.resolve(tiny_maps["qwen3_moe"], roles="o", include="layers.1.mlp.gate,layers.1.mlp.experts")
+    assert moe.roles == ["attention-o", "experts-down", "experts-gate-up", "router"]
+    assert len(moe.parameters["router"]) == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(include="nope_proj"), "matches no module or parameter"),
+        (dict(exclude="k_proj"), "matches nothing the resolution selected"),
+        (dict(include="re:("), "not a valid regex"),
+        (dict(include=5), "comma list or a list"),
+    ],
+)
+def test_include_exclude_errors(tiny_maps, kwargs, message):
+    with pytest.raises(lr.LoraRegistryError, match=message.replace("(", r"\(")):
+        lr.resolve(tiny_maps["llama"], roles="q,v", **kwargs)
+
+
+def test_include_lists_leaves_without_a_role_as_null(pm):
+    model_map = lr.inspect("bert", plugin_manager=pm)  # its position embedding has no role
+    r = lr.resolve(model_map, roles="q", include="position_embeddings")
+    assert r.roles[-1] == "null" and r.names_by_role()["null"] == ["bert.embeddings.position_embeddings"]
+    assert r.to_dict()["roles"]["null"] == ["bert.embeddings.position_embeddings"]
+
+
+def test_all_linear_is_peft_keyword_with_roles_shown(tiny_maps):
+    llama = lr.resolve(tiny_maps["llama"], roles="all-linear")
+    assert set(llama.roles) == {
+        "attention-q",
+        "attention-k",
+        "attention-v",
+        "attention-o",
+        "ffn-gate",
+        "ffn-up",
+        "ffn-down",
+    }
+    # on a model PEFT converts, the keyword reaches the experts and the router (all does not)
+    moe = lr.resolve(tiny_maps["qwen3_moe"], roles="all-linear")
+    assert "router" in moe.roles and "router" not in lr.resolve(tiny_maps["qwen3_moe"], roles="all").roles
+    targeted, trainable, _ = apply_peft(moe)
+    assert targeted == {*moe.target_keys().values()} and trainable == moe.trainable_parameters()
+
+
+def test_served_by_latent_attention_and_routed_experts(tiny_maps):
+    dsv3 = tiny_maps["deepseek_v3"]
+    qv = lr.resolve(dsv3, roles="q,v")
+    assert qv.roles == ["attention-q-a", "attention-q-b", "attention-kv-a", "attention-kv-b"]
+    assert qv.served == {"q": ("attention-q-a", "attention-q-b"), "v": ("attention-kv-a", "attention-kv-b")}
+    assert any("k and v share" in w for w in qv.warnings)
+    assert lr.resolve(dsv3, roles="k").leaves == lr.resolve(dsv3, roles="v").leaves
+    plan = qv.plan(lr.LoraSettings(r=8, ranks={"q": 4}))  # a per-role rank reaches the roles serving it
+    assert plan.rank_of("attention-q-b") == 4 and plan.rank_of("attention-kv-a") == 8
+    with pytest.raises(lr.RoleError, match="drop --strict"):
+        lr.resolve(dsv3, roles="q", strict=True)
+    with pytest.raises(lr.RoleError, match="matches nothing"):  # a role written in full stays precise
+        lr.resolve(dsv3, roles="attention-q")
+    moe = tiny_maps["qwen3_moe"]
+    gud = lr.resolve(moe, roles="gate,up,down")
+    assert gud.roles == ["experts-down", "experts-gate-up"]
+    assert any("routed experts only" in w for w in gud.warnings)
+    assert lr.resolve(moe, roles="ffn").roles == ["experts-down", "experts-gate-up"]  # ffn: the whole sublayer
+    with pytest.raises(lr.RoleError, match="matches nothing"):  # ffn-* stay dense and shared
+        lr.resolve(moe, roles="ffn-gate,ffn-up,ffn-down")
+    up = lr.resolve(moe, roles="up")
+    assert any("adapts gate and up together" in w for w in up.warnings)
+
+
+@pytest.mark.parametrize(
+    "roles,hint",
+    [
+        ("q_proj", "'q_proj' is a module name here (role attention-q: use q), or pass it with --include q_proj"),
+        ("gate_proj,q", "(role ffn-gate: use gate)"),
+        ("all_linear", "PEFT's keyword is 'all-linear'"),
+    ],
+)
+def test_a_module_name_as_a_role_gets_a_hint(tiny_maps, roles, hint):
+    with pytest.raises(lr.RoleError, match=hint.replace("(", r"\(").replace(")", r"\)")):
+        lr.resolve(tiny_maps["llama"], roles=roles)

@@ -241,7 +241,7 @@ WRONG_TYPES = [
     ("resolve", {"layers": 2.5}),
     ("resolve", {"layers": b"01"}),
     ("resolve", {"scope": 5}),
-    ("resolve", {"scope": None}),
+    ("resolve", {"include": 5}),  # scope=None is the model's default scope since issue 13
     ("resolve", {"roles": None}),
     ("resolve", {"last_layers": "2"}),
     ("lora_config", {"ranks": "ffn=4"}),

@@ -28,7 +28,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..plan import AdapterPlan
 
 MODEL = typer.Argument(..., help="model_type, config.json or its folder, or a hub id (owner/name[@revision]).")
-ROLES = list_option("--roles", "-r", help="Comma list of roles and aliases, e.g. q,v,ffn.", metavar="ROLES")
+ROLES = list_option(
+    "--roles",
+    "-r",
+    help="Comma list of roles and aliases, e.g. q,v,ffn; or all-linear (PEFT's keyword).",
+    metavar="ROLES",
+)
 RANK = typer.Option(None, "--rank", help="LoRA rank for every role [default: 8, or the preset's].", metavar="N")
 ALPHA = typer.Option(None, "--alpha", help="lora_alpha [default: 2 x rank, or the preset's].", metavar="X")
 RANK_FOR = typer.Option(None, "--rank-for", help="Per-role rank, ROLE=N (repeatable).", metavar="ROLE=N")
@@ -41,11 +46,20 @@ PRESETS_FILE = typer.Option(
     metavar="FILE",
 )
 SCOPE = list_option(
-    "--scope", help="language, vision, audio, projector (comma list) [default: language].", metavar="SCOPES"
+    "--scope",
+    help="language, vision, audio, projector (comma list) [default: language; a speech encoder-decoder's audio "
+    "encoder too].",
+    metavar="SCOPES",
 )
 STRICT = typer.Option(False, "--strict", help="Refuse to widen q/k/v or gate/up onto a fused module.")
 LAYERS = list_option("--layers", help="Only these layers of each stack, e.g. 0-7,24-31.", metavar="LAYERS")
 LAST_LAYERS = typer.Option(None, "--last-layers", help="Only the last N layers of each stack.", metavar="N")
+INCLUDE = list_option(
+    "--include", help="Also adapt these module names, suffixes or re:REGEX (comma list).", metavar="NAMES"
+)
+EXCLUDE = list_option(
+    "--exclude", help="Leave out these module names, suffixes or re:REGEX (comma list).", metavar="NAMES"
+)
 DROPOUT = typer.Option(0.0, "--dropout", help="lora_dropout, at least 0 and below 1.", metavar="X")
 BIAS = typer.Option("none", "--bias", help="none, all or lora_only: which biases train too.", metavar="BIAS")
 RSLORA = typer.Option(False, "--rslora", help="Rank-stabilised scaling (use_rslora).")
@@ -92,10 +106,12 @@ def adapter_plan(
     verify: bool,
     no_cache: bool,
     task_type: str | None = None,
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
 ) -> AdapterPlan:
     """The adapter plan these options describe: settings, presets, roles, scopes and layers checked before MODEL is read."""
-    from ..resolution import parse_layer_selection, parse_scopes, resolve_map
-    from ..roles import parse_roles
+    from ..resolution import module_like_word, parse_layer_selection, parse_roles_for, parse_scopes, resolve_map
+    from ..roles import parse_roles, unknown_words
 
     host = plugin_host(presets_file)  # plugins' fragments and the user's file add presets and architectures
     registry = host.registry
@@ -115,9 +131,12 @@ def adapter_plan(
     role_spec = joined(roles) or (found.roles if found is not None else None)
     if not role_spec:
         raise ConfigError("give --roles (e.g. --roles q,v,ffn) or --preset (see `lora-registry roles`)")
-    # Bad roles, scopes and layer ranges fail before any model is read or built.
-    requests = parse_roles(role_spec, registry)
-    scopes = parse_scopes(joined(scope) or "language")
+    # Bad roles, scopes and layer ranges fail before any model is read or built, except a word that may
+    # name one of the model's modules (q_proj): that one is answered with a hint once the model is read.
+    if not any(module_like_word(word, registry) for word in unknown_words(role_spec, registry)):
+        parse_roles(role_spec, registry, all_linear=True)
+    scope_spec = joined(scope)
+    scopes = parse_scopes(scope_spec) if scope_spec else None  # None: the model's default scopes
     selection = parse_layer_selection(joined(layers), last_layers)
     model_map = inspect_model(
         model,
@@ -128,7 +147,17 @@ def adapter_plan(
         cache=not no_cache,
         revision=revision,
     )
-    return resolve_map(model_map, requests, scopes, strict=strict, layers=selection).plan(settings)
+    requests = parse_roles_for(model_map, role_spec)
+    resolution = resolve_map(
+        model_map,
+        requests,
+        scopes,
+        strict=strict,
+        layers=selection,
+        include=joined(include),
+        exclude=joined(exclude),
+    )
+    return resolution.plan(settings)
 
 
 def peft_options(dropout: float, bias: str, rslora: bool, dora: bool, init: str) -> dict[str, Any]:

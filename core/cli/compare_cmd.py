@@ -46,7 +46,10 @@ def compare(
         None, "--presets", help="A TOML file of your own [presets.NAME] tables (default: $LORA_REGISTRY_PRESETS)."
     ),
     scope: list[str] | None = list_option(
-        "--scope", help="language, vision, audio, projector (comma list) [default: language].", metavar="SCOPES"
+        "--scope",
+        help="language, vision, audio, projector (comma list) [default: language; a speech encoder-decoder's "
+        "audio encoder too].",
+        metavar="SCOPES",
     ),
     output_format: str = format_option(FORMATS),
     as_json: bool = json_option(),
@@ -62,8 +65,9 @@ def compare(
     from ..resolution import parse_scopes
 
     output_format = pick_format(output_format, as_json, FORMATS)
-    scope_spec = joined(scope) or "language"
-    parse_scopes(scope_spec)
+    scope_spec = joined(scope) or None  # None: the model's default scopes
+    if scope_spec is not None:
+        parse_scopes(scope_spec)
     host = plugin_host(presets_file)  # plugins' fragments and the user's file add presets
     registry = host.registry
     unknown = [name for name in preset or [] if name not in registry.presets]
@@ -89,7 +93,7 @@ def compare(
     print_all(compare_table(model_map, rows, registry))
 
 
-def compare_row(model_map: Any, choice: Any, registry: Any, scope: str) -> dict[str, Any]:
+def compare_row(model_map: Any, choice: Any, registry: Any, scope: str | None) -> dict[str, Any]:
     """One choice resolved against an inspected model: its roles, ranks and cost, or why it does not apply."""
     from ..resolution import resolve
     from ..settings import LoraSettings

@@ -32,6 +32,7 @@ def roles(
                 {
                     "roles": dict(registry.roles),
                     "aliases": {k: list(v) for k, v in registry.aliases.items()},
+                    "served_by": {k: list(v) for k, v in registry.served_by.items()},
                     "presets": {
                         name: {
                             "roles": p.roles,
@@ -53,9 +54,23 @@ def roles(
     table = Grid("roles", [Column("role", "role"), Column("meaning", "meaning", wrap="words")], [("role", "meaning")])
     for role, text in registry.roles.items():
         table.add_row(role=role, meaning=text)
-    aliases = Grid("aliases", [Column("alias", "alias"), Column("roles", "roles", wrap="words")], [("alias", "roles")])
+    aliases = Grid(
+        "aliases",
+        [
+            Column("alias", "alias"),
+            Column("roles", "roles", wrap="words"),
+            Column("served", "where the model lacks the role", wrap="words"),
+        ],
+        [("alias", "roles", "served"), ("alias", "roles")],
+    )
     for alias, targets in registry.aliases.items():
-        aliases.add_row(alias=alias, roles=", ".join(targets))
+        served = registry.served_by.get(alias)
+        aliases.add_row(
+            alias=alias, roles=", ".join(targets), served=f"served by {', '.join(served)}" if served else ""
+        )
+    aliases.add_row(
+        alias="all-linear", roles="what PEFT's all-linear keyword adapts (every Linear but the output head)"
+    )
     presets = Grid(
         "presets",
         [

@@ -279,6 +279,16 @@ def resolution_table(plan: Any) -> list[Any]:
         lines.append(Line(f"layers_to_transform: {_layers(plan.layers_to_transform)}{pattern}"))
     if plan.modules_to_save:
         lines.extend(targets_lines("modules_to_save", plan.modules_to_save))
+    outside = result.outside_scope()
+    if outside:
+        counts = ", ".join(f"{n:,} {scope}" for scope, n in outside.items())
+        wider = ",".join([*result.scopes, *outside])
+        lines.append(
+            Line(
+                f"note: scope {','.join(result.scopes)} leaves out {counts} leaves of these roles "
+                f"(--scope {wider} adapts them too)"
+            )
+        )
     return lines  # warnings go to stderr (resolve prints them whatever the format)
 
 
@@ -371,6 +381,16 @@ def inspect_tables(model_map: Any, why: bool = False) -> list[Any]:
     out: list[Any] = [grid, totals, Line(f"total parameters: {model_map.base_parameters:,}")]
     if not why and model_map.null_reasons:
         out.append(Line("(--why: why a leaf has no role)"))
+    from ..limits import lora_limits
+    from ..resolution import collapse_names
+
+    blocked: dict[str, list[str]] = {}
+    for name, limit in lora_limits(model_map).items():
+        if limit.blocking:
+            blocked.setdefault(limit.why, []).append(name)
+    for reason, names in blocked.items():
+        shown = ", ".join(collapse_names(names)[:3])
+        out.append(Line(f"note: LoRA cannot train {shown} here (aliases leave it out): {reason}"))
     for warning in model_map.warnings:
         out.append(Line(f"warning: {warning}", style="yellow"))
     return out

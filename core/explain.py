@@ -24,7 +24,8 @@ from typing import Any
 from . import peft_compat
 from .errors import ConfigError
 from .inspection import Leaf, ModelMap, inspect
-from .resolution import format_layers
+from .limits import lora_limits
+from .resolution import collapse_names, default_scopes, format_layers, untouched_mixers
 from .trainer_configs import TrainerConfig, read_trainer_config
 
 CONFIG_NAME = "adapter_config.json"
@@ -672,6 +673,29 @@ class _Explainer:
             )
         return out
 
+    def _warn_fused_experts(self, hits, adapted: set[str]) -> None:
+        """A target_modules name that now reaches only the shared experts, because the routed ones became 3-D tensors.
+
+        Where PEFT rewrites such names itself (``peft_compat.rename_table``) the rename warning says so;
+        elsewhere (Nemotron-H) the name silently stops at the shared experts and dense FFNs.
+        """
+        roles = self.model_map.roles
+        for (fld, entry), names in hits.items():
+            if fld != "target_modules" or not isinstance(names, set) or not names:
+                continue
+            short = str(entry).rsplit(".", 1)[-1]
+            ffn = sorted(n for n in names if (roles.get(n) or "").startswith("ffn-"))
+            experts = [
+                leaf.name
+                for leaf in self.model_map.leaves
+                if leaf.kind == "parameter"
+                and leaf.short_name == short
+                and (roles.get(leaf.name) or "").startswith("experts-")
+                and leaf.name not in adapted
+            ]
+            if ffn and experts:
+                self.warnings.append(_fused_experts_note(str(entry), ffn, experts, self.model_map.model_type))
+
     def _warn(self, targets: list[Target], hits, converted, renames, adapted: set[str], saved: dict[str, int]) -> None:
         def through(names: set[str]) -> str:
             entries = [str(e) for (_, e), h in hits.items() if isinstance(h, set) and h & names]
@@ -713,9 +737,12 @@ class _Explainer:
                     f"on {model_type}, so it also adapts {_n(len(wider), 'module')} the regex does not match "
                     f"(e.g. {wider[0]})"
                 )
+        if not renames:
+            self._warn_fused_experts(hits, adapted)
         by_scope: dict[str, set[str]] = {}
+        defaults = default_scopes(self.model_map)  # a speech encoder-decoder's audio encoder is half the model
         for target in targets:
-            if target.scope and target.scope != "language":
+            if target.scope and target.scope not in defaults:
                 by_scope.setdefault(target.scope, set()).add(target.name)
         for scope, names in by_scope.items():
             self.warnings.append(
@@ -723,6 +750,30 @@ class _Explainer:
                 f"(e.g. {min(names)}){through(names)}; probably unintended for a language fine-tune "
                 f"(`lora-registry resolve` emits targets that stop at the language model)"
             )
+        limits = lora_limits(self.model_map)
+        trapped: dict[str, list[str]] = {}
+        for target in targets:
+            leaf = self._leaf(target.name)
+            limit = limits.get(leaf.name) if leaf is not None else None
+            if limit is not None:
+                trapped.setdefault(limit.why, []).append(leaf.name)  # type: ignore[union-attr]
+        for why, leaf_names in trapped.items():
+            limit_kind = limits[leaf_names[0]].kind
+            verb = "never trains" if limit_kind == "never" else "trains only without mamba_ssm's fused kernels"
+            self.warnings.append(
+                f"the LoRA on {', '.join(collapse_names(leaf_names)[:3])}{through(set(leaf_names))} {verb}: {why}"
+            )
+        adapted_leaves = {leaf.name for t in targets if (leaf := self._leaf(t.name)) is not None}
+        untouched = untouched_mixers(
+            self.model_map,
+            defaults,
+            set(),
+            adapted_leaves,
+            "the adapter",
+            "`lora-registry resolve MODEL --roles {family}` names its projections",
+        )
+        if untouched:
+            self.warnings.append(untouched)
         for role, what in (("router", "the MoE router"), ("embed", "the input embedding"), ("lm-head", "the lm head")):
             chosen = [t for t in targets if t.role == role]
             if not chosen:
@@ -745,6 +796,16 @@ class _Explainer:
                     f"trains a full copy of {name} ({_WHAT[kind]}) through modules_to_save: {count:,} parameters, "
                     f"{100 * count / max(self.model_map.base_parameters, 1):.2f}% of the model"
                 )
+
+
+def _fused_experts_note(entry: str, modules: list[str], params: list[str], model_type: str) -> str:
+    return (
+        f"target_modules {entry} reaches only {_n(len(modules), 'module')} (dense or shared-expert FFNs, e.g. "
+        f"{modules[0]}) on {model_type}: its routed experts hold {entry.rsplit('.', 1)[-1]} as 3-D parameters "
+        f"({_n(len(params), 'tensor')}, e.g. {params[0]}), which target_modules never matches -- adapters trained "
+        "with transformers 4 adapted every expert; add them through target_parameters "
+        "(`lora-registry resolve --roles ffn` emits both)"
+    )
 
 
 def _n(count: int, word: str) -> str:

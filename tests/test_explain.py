@@ -144,6 +144,52 @@ def test_moe_rename_reports_the_dense_modules_peft_then_skips():
     assert "27 modules so named" in note and "model.layers.0.mlp.down_proj" in note
 
 
+def test_fused_experts_leave_up_and_down_at_the_shared_experts():
+    # Nemotron-H's routed experts are 3-D tensors and PEFT has no rename for it: up_proj/down_proj stop at the
+    # shared experts and the dense FFN layers, silently; explain says so. Its Mamba mixers stay untouched too.
+    from transformers import AutoConfig
+
+    config = AutoConfig.for_model(
+        "nemotron_h",
+        num_hidden_layers=4,
+        layers_block_type=["mamba", "moe", "attention", "mlp"],
+        hidden_size=64,
+        intermediate_size=96,
+        n_routed_experts=4,
+        moe_intermediate_size=32,
+        moe_shared_expert_intermediate_size=32,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        mamba_num_heads=4,
+        mamba_head_dim=16,
+        n_groups=1,
+        ssm_state_size=8,
+        vocab_size=100,
+    )
+    result = explain({"target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"]}, config)
+    (up,) = [w for w in result.warnings if w.startswith("target_modules up_proj reaches only 2 modules")]
+    assert "model.layers.1.mixer.experts.up_proj" in up and "target_parameters" in up
+    assert any(
+        "the adapter reaches the token mixer of 1 of 4 layers" in w and "NemotronHMamba2Mixer (mixer-*)" in w
+        for w in result.warnings
+    )
+    # lora-registry's own `ffn` adapter reaches the experts and has nothing to warn about them
+    own = explain(json.loads(lr.resolve(config, roles="all").adapter_config()), config)
+    assert not any("reaches only" in w or "untouched" in w for w in own.warnings)
+
+
+def test_a_lora_that_never_trains_is_named():
+    result = explain({"target_modules": ["in_proj", "dt_proj"]}, "mamba")
+    (note,) = [w for w in result.warnings if "dt_proj" in w]
+    assert "never trains" in note and "dt_proj.weight" in note
+
+
+def test_a_speech_encoder_is_not_an_unintended_tower():
+    result = explain({"target_modules": ["q_proj", "v_proj"]}, "whisper")
+    assert {t.scope for t in result.targets} == {"language", "audio"}
+    assert not any("unintended" in w for w in result.warnings)
+
+
 def test_every_kind_of_entry_is_checked():
     config = {
         "target_modules": ["q_proj", "v_proj", "embed_tokens"],

@@ -49,6 +49,8 @@ def main(argv=None) -> int:
             why = f"{len(row.unexplained)} UNEXPLAINED (e.g. {row.unexplained[0]}); " + why
         if row.peft_exact is False:
             why = f"PEFT: {row.peft_note}; " + why
+        if row.unreached:
+            why = f"{len(row.unreached)} TOKEN MIXERS `all` MISSES (e.g. {row.unreached[0]}); " + why
         print(
             f"{model_type:<32} {row.plugin:<12} {row.leaves:>7} {row.with_role:>7} {row.null:>6}  {peft:<6} {why[:220]}"
         )
@@ -57,12 +59,24 @@ def main(argv=None) -> int:
     applied = [r for r in built if r.peft_exact is not None]
     leaves = sum(r.leaves for r in built)
     with_role = sum(r.with_role for r in built)
+    linear = sum(r.linear for r in built)
+    linear_with_role = sum(r.linear_with_role for r in built)
     plugins = Counter(r.plugin for r in built)
     print()
     print(f"model types: {len(rows)}; built: {len(built)}; build failures: {len(rows) - len(built)}")
     print(
         f"language leaves: {leaves:,}; with a role: {with_role:,}; explicit null: "
         f"{sum(sum(r.nulls.values()) for r in built):,}; unexplained: {sum(len(r.unexplained) for r in built)}"
+    )
+    print(
+        f"token mixers: {sum(r.mixers for r in built):,}; reached by `all`: "
+        f"{sum(r.mixers - len(r.unreached) for r in built):,}; model types where `all` misses one: "
+        f"{sum(bool(r.unreached) for r in built)}"
+    )
+    print(
+        f"language Linear leaves: {linear:,}; with a role: {linear_with_role:,} "
+        f"({100 * linear_with_role / max(linear, 1):.1f}%); all language leaves with a role: "
+        f"{100 * with_role / max(leaves, 1):.1f}%"
     )
     if not args.no_peft:
         print(

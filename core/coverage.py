@@ -80,6 +80,35 @@ def peft_check(resolution, r: int = 8, ranks=None, alphas=None) -> PeftCheck:
     )
 
 
+def token_mixers(model_map: Any) -> dict[str, list[str]]:
+    """``{block: [its Linear and parameter leaves]}`` for every token mixer in the language model's layers.
+
+    A token mixer is the outermost module inside a layer that is softmax attention (an attribute or
+    class the registry lists under ``blocks.attention``/``attention_classes``) or another mixer
+    (``blocks.mixer``/``mixer_classes``): found from the module tree, whatever roles the leaves got.
+    Blocks holding only convolutions or embeddings are left out: no LoRA role could reach them.
+    """
+    blocks = model_map.vocabulary.blocks
+    attention, mixers = set(blocks.get("attention", ())), set(blocks.get("mixer", ()))
+    words = tuple(blocks.get("attention_classes", ())) + tuple(blocks.get("mixer_classes", ()))
+    out: dict[str, list[str]] = {}
+    for leaf in model_map.leaves:
+        if leaf.scope != "language" or leaf.layer is None or leaf.lora_type not in ("linear", "parameter"):
+            continue
+        for i, (component, cls) in enumerate(leaf.path[:-1]):
+            if component.isdigit() or not _inside_layer(leaf, i):
+                continue
+            if component in attention or component in mixers or any(w in cls for w in words):
+                out.setdefault(".".join(c for c, _ in leaf.path[: i + 1]), []).append(leaf.name)
+                break
+    return out
+
+
+def _inside_layer(leaf: Any, i: int) -> bool:
+    # the block sits below the layer's index in the path (not the layer itself, not above the stack)
+    return any(c == str(leaf.layer) for c, _ in leaf.path[:i])
+
+
 @dataclass
 class CoverageRow:
     """One model type's coverage: built or not, its leaves and roles, and whether PEFT agreed."""
@@ -91,11 +120,15 @@ class CoverageRow:
     plugin: str = ""
     leaves: int = 0  # language-scope leaves
     with_role: int = 0
+    linear: int = 0  # language-scope Linear leaves (the README's coverage figure counts these)
+    linear_with_role: int = 0
     other_scopes: dict[str, int] = field(default_factory=dict)
     nulls: Counter = field(default_factory=Counter)  # reason -> language leaves
     unexplained: list[str] = field(default_factory=list)  # language leaves with no role and no reason
     roles: list[str] = field(default_factory=list)  # roles present in the language model
     resolved: int = 0  # leaves the `all` resolution selects
+    mixers: int = 0  # token-mixer blocks (softmax attention or another mixer) in the language model's layers
+    unreached: list[str] = field(default_factory=list)  # token-mixer blocks no leaf of the `all` resolution is in
     peft_exact: bool | None = None  # None: nothing to apply (no `all` roles)
     peft_note: str = ""
 
@@ -132,22 +165,29 @@ def check(model_type: str, *, plugin_manager: Any = None, peft: bool = True, r: 
             scopes[leaf.scope] += 1
             continue
         row.leaves += 1
+        row.linear += leaf.lora_type == "linear"
         if model_map.roles.get(leaf.name) is not None:
             row.with_role += 1
+            row.linear_with_role += leaf.lora_type == "linear"
         elif leaf.name in model_map.null_reasons:
             row.nulls[model_map.null_reasons[leaf.name]] += 1
         else:
             row.unexplained.append(leaf.name)
     row.other_scopes = dict(sorted(scopes.items()))
     row.roles = model_map.present_roles()
+    requests = parse_roles("all", model_map.vocabulary)
+    blocks = token_mixers(model_map)
+    row.mixers = len(blocks)
+    if not any(role in row.roles for request in requests for role in request.roles):
+        row.unreached = list(blocks)
+        return row
+    resolution = resolve_map(model_map, requests, ("language",))
+    row.resolved = len(resolution.leaves)
+    reached = {leaf.name for leaf in resolution.leaves}
+    row.unreached = [block for block, names in blocks.items() if not reached & set(names)]
     if not peft:
         return row
-    requests = parse_roles("all", model_map.vocabulary)
-    if not any(role in row.roles for request in requests for role in request.roles):
-        return row
     try:
-        resolution = resolve_map(model_map, requests, ("language",))
-        row.resolved = len(resolution.leaves)
         result = peft_check(resolution, r=r)
     except Exception as exc:  # PEFT itself can fail on a model (reported, not raised)
         row.peft_exact = False

@@ -23,8 +23,15 @@ CONFIG = PACKAGE / "tinyformer-config"
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    """pip-install the example plugin package into a temporary folder (not the test venv)."""
+    """pip-install the example plugin package into a temporary folder (not the test venv).
+
+    It is built from a copy: setuptools builds in the source folder, and the checkout stays as it was.
+    """
+    import shutil
+
     target = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("src") / PACKAGE.name
+    shutil.copytree(PACKAGE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     done = subprocess.run(
         [
             sys.executable,
@@ -36,7 +43,7 @@ def installed(tmp_path_factory):
             "--no-build-isolation",
             "--target",
             str(target),
-            str(PACKAGE),
+            str(source),
         ],
         capture_output=True,
         text=True,

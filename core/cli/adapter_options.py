@@ -6,6 +6,7 @@ cannot drift apart; ``adapter_plan`` checks every value before a model is read, 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +79,19 @@ REVISION = revision_option()
 PLUGIN = plugin_option()
 VERIFY = typer.Option(False, "--verify", help="Build the model anyway and check the config-only fast path against it.")
 NO_CACHE = no_cache_option()
+
+
+#: the keyword arguments of ``adapter_plan``: the option names both commands declare
+ADAPTER_OPTIONS = (
+    "roles", "rank", "alpha", "rank_for", "alpha_for", "preset", "presets_file", "scope", "strict", "layers",
+    "last_layers", "dropout", "bias", "rslora", "dora", "init", "modules_to_save", "trust_remote_code", "revision",
+    "plugin", "verify", "no_cache", "task_type", "include", "exclude",
+)  # fmt: skip
+
+
+def adapter_plan_from(options: Mapping[str, Any]) -> AdapterPlan:
+    """``adapter_plan`` for a command's parsed options (its ``locals()``): each shared option passed by name."""
+    return adapter_plan(options["model"], **{name: options[name] for name in ADAPTER_OPTIONS if name in options})
 
 
 def adapter_plan(

@@ -94,33 +94,7 @@ def plan(
         packed=packed,
         gpu=gpu,
     )
-    adapter = opt.adapter_plan(
-        model,
-        roles=roles,
-        rank=rank,
-        alpha=alpha,
-        rank_for=rank_for,
-        alpha_for=alpha_for,
-        preset=preset,
-        presets_file=presets_file,
-        scope=scope,
-        strict=strict,
-        layers=layers,
-        last_layers=last_layers,
-        include=include,
-        exclude=exclude,
-        dropout=dropout,
-        bias=bias,
-        rslora=rslora,
-        dora=dora,
-        init=init,
-        modules_to_save=modules_to_save,
-        trust_remote_code=trust_remote_code,
-        revision=revision,
-        plugin=plugin,
-        verify=verify,
-        no_cache=no_cache,
-    )
+    adapter = opt.adapter_plan_from(locals())  # every option above that chooses targets and settings
     memory = adapter.memory(settings)
     if output_format == "json":
         text = json.dumps(memory.to_dict(), indent=2) + "\n"

@@ -87,34 +87,7 @@ def resolve(
     output_format = pick_format(output_format, as_json, FORMATS)
     target = output_path(output, FILE_NAMES.get(output_format, f"lora-registry.{output_format}"))
     check_output(target, force)
-    plan = opt.adapter_plan(
-        model,
-        roles=roles,
-        rank=rank,
-        alpha=alpha,
-        rank_for=rank_for,
-        alpha_for=alpha_for,
-        preset=preset,
-        presets_file=presets_file,
-        scope=scope,
-        strict=strict,
-        layers=layers,
-        last_layers=last_layers,
-        include=include,
-        exclude=exclude,
-        dropout=dropout,
-        bias=bias,
-        rslora=rslora,
-        dora=dora,
-        init=init,
-        modules_to_save=modules_to_save,
-        trust_remote_code=trust_remote_code,
-        revision=revision,
-        plugin=plugin,
-        verify=verify,
-        no_cache=no_cache,
-        task_type=task_type,
-    )
+    plan = opt.adapter_plan_from(locals())  # every option above that chooses targets and settings
     warned = list(plan.warnings)
     text = None
     if output_format == "json":

@@ -29,3 +29,15 @@ class PluginError(LoraRegistryError):
 
 class RegistryError(LoraRegistryError):
     """registry.toml (built-in or a plugin's fragment) is malformed."""
+
+
+def one_line(value: object, limit: int = 300) -> str:
+    """An exception (or any value) as one line of at most ``limit`` characters; an empty message is its class name."""
+    text = " ".join(str(value).split()) or value.__class__.__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def short_repr(value: object) -> str:
+    """``repr(value)``, cut to 80 characters: a bad value named in an error line."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelLoadError
+from .errors import ModelLoadError, one_line, short_repr
 
 #: seconds one download (a config, or a model's remote code) may take against a failing or silent hub:
 #: with the imports before it, a command line run ends within 20 s
@@ -333,7 +333,7 @@ def _error(exc: BaseException, label: str, repo_id: str, filename: str, revision
             )
         if status == 429:
             return ModelLoadError(f"{label}: the hub is rate-limiting this machine (429); try again later")
-        reason = f": {_one_line(exc.server_message)}" if exc.server_message else ""
+        reason = f": {one_line(exc.server_message, 200)}" if exc.server_message else ""
         return ModelLoadError(f"{label}: the hub answered {status} for {filename}{reason}")
     if isinstance(exc, FileMetadataError):
         return ModelLoadError(
@@ -341,7 +341,9 @@ def _error(exc: BaseException, label: str, repo_id: str, filename: str, revision
             "check HF_ENDPOINT and the proxy settings"
         )
     if isinstance(exc, httpx2.ProxyError):
-        return ModelLoadError(f"{label}: the proxy could not reach {endpoint} ({_one_line(exc)}); check HTTPS_PROXY")
+        return ModelLoadError(
+            f"{label}: the proxy could not reach {endpoint} ({one_line(exc, 200)}); check HTTPS_PROXY"
+        )
     if isinstance(exc, httpx2.TimeoutException):
         return ModelLoadError(
             f"{label}: {endpoint} did not answer within {_request_limit():g} s; "
@@ -349,13 +351,13 @@ def _error(exc: BaseException, label: str, repo_id: str, filename: str, revision
         )
     if isinstance(exc, httpx2.TransportError):
         return ModelLoadError(
-            f"{label}: the hub at {endpoint} is not reachable ({_one_line(exc)}); "
+            f"{label}: the hub at {endpoint} is not reachable ({one_line(exc, 200)}); "
             "check the network and HTTPS_PROXY, or pass a local path"
         )
     if isinstance(exc, OSError):  # the cache folder cannot be written: disk full, read-only
-        reason = exc.strerror or _one_line(exc)
+        reason = exc.strerror or one_line(exc, 200)
         return ModelLoadError(f"{label}: cannot store {filename} in the Hugging Face cache: {reason}")
-    return ModelLoadError(f"{label}: downloading {filename} failed: {exc.__class__.__name__}: {_one_line(exc)}")
+    return ModelLoadError(f"{label}: downloading {filename} failed: {exc.__class__.__name__}: {one_line(exc, 200)}")
 
 
 def _not_cached(label: str, repo_id: str, filename: str, revision: str | None) -> str:
@@ -392,7 +394,7 @@ def _code_references(auto_map: Any, label: str) -> list[tuple[str | None, str]]:
     """``(repo or None, module)`` for each configuration and model class ``auto_map`` names."""
     if not isinstance(auto_map, dict):
         raise ModelLoadError(
-            f"{label}: auto_map must be an object mapping Auto classes to code, not {_short(auto_map)}"
+            f"{label}: auto_map must be an object mapping Auto classes to code, not {short_repr(auto_map)}"
         )
     found = []
     for key, value in auto_map.items():
@@ -404,7 +406,9 @@ def _code_references(auto_map: Any, label: str) -> list[tuple[str | None, str]]:
             repo, _, target = reference.rpartition("--") if isinstance(reference, str) else ("", "", "")
             module, dot, name = target.partition(".")
             if not (dot and name and re.fullmatch(r"[\w\-]+", module)) or (repo and not _valid_repo_id(repo)):
-                raise ModelLoadError(f"{label}: auto_map[{key!r}] is not a module.Class reference: {_short(reference)}")
+                raise ModelLoadError(
+                    f"{label}: auto_map[{key!r}] is not a module.Class reference: {short_repr(reference)}"
+                )
             found.append((repo or None, module))
     return found
 
@@ -443,13 +447,3 @@ def _check_revision(revision: str, source: str) -> None:
 
 def _label(repo_id: str, revision: str | None) -> str:
     return f"{repo_id}@{revision}" if revision else repo_id
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _one_line(value: Any) -> str:
-    text = " ".join(str(value).split()) or value.__class__.__name__
-    return text if len(text) <= 200 else text[:197] + "..."

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelLoadError, RemoteCodeError
+from .errors import ModelLoadError, RemoteCodeError, one_line, short_repr
 
 # Size fields checked before transformers sees them: a negative layer count would build an empty model.
 _SIZE_FIELDS = (
@@ -339,7 +339,7 @@ def load_config(
             with quiet():
                 return AutoConfig.for_model(source)
         except Exception as exc:  # transformers' own validators reject some of their defaults
-            raise ModelLoadError(f"{source}: transformers cannot make its default config: {_one_line(exc)}") from None
+            raise ModelLoadError(f"{source}: transformers cannot make its default config: {one_line(exc)}") from None
     if "/" in source:
         from . import hub
 
@@ -398,7 +398,7 @@ def config_from_file(
             with quiet():
                 return CONFIG_MAPPING[model_type].from_dict(data)
         except Exception as exc:  # transformers raises many types for bad fields
-            raise ModelLoadError(f"{label}: invalid {model_type} config: {_one_line(exc)}") from None
+            raise ModelLoadError(f"{label}: invalid {model_type} config: {one_line(exc)}") from None
     built = build_with_plugin(plugin_manager, model_type, data, label)
     if built is not None:
         return built
@@ -412,7 +412,7 @@ def config_from_file(
             with quiet():
                 return AutoConfig.from_pretrained(str(folder), trust_remote_code=True)
         except Exception as exc:
-            raise ModelLoadError(f"{label}: remote config failed: {_one_line(exc)}") from None
+            raise ModelLoadError(f"{label}: remote config failed: {one_line(exc)}") from None
     if native is not None:
         return native
     if "auto_map" in data:
@@ -448,7 +448,7 @@ def _native_stand_in(data: dict, label: str) -> NativeConfig | None:
             with quiet():
                 config = CONFIG_MAPPING[native_type].from_dict(fields)
         except Exception as exc:
-            raise ModelLoadError(f"{label}: invalid config for {arch}: {_one_line(exc)}") from None
+            raise ModelLoadError(f"{label}: invalid config for {arch}: {one_line(exc)}") from None
         note = f"model_type {data['model_type']!r} is not in transformers: built with transformers' {arch}, the class its architectures names"
         if "auto_map" in data:
             note += (
@@ -491,7 +491,7 @@ def check_config_fields(data: dict, label: str, prefix: str = "") -> None:
     for key in _SIZE_FIELDS:
         value = data.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ModelLoadError(f"{label}: {prefix}{key} must be a positive whole number, not {_short(value)}")
+            raise ModelLoadError(f"{label}: {prefix}{key} must be a positive whole number, not {short_repr(value)}")
     for key in _COUNT_FIELDS:
         value = data.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value > _COUNT_LIMIT:
@@ -504,7 +504,7 @@ def check_config_fields(data: dict, label: str, prefix: str = "") -> None:
         not isinstance(architectures, list) or not all(isinstance(a, str) for a in architectures)
     ):
         raise ModelLoadError(
-            f"{label}: {prefix}architectures must be a list of class names, not {_short(architectures)}"
+            f"{label}: {prefix}architectures must be a list of class names, not {short_repr(architectures)}"
         )
     for key, value in data.items():
         # Sub-configs (text_config, vision_config, ...) size the towers a composite model builds.
@@ -566,7 +566,7 @@ def build_model(config, trust_remote_code: bool = False):
                 return build(config)
         except Exception as exc:  # a config transformers accepted but this class cannot build from
             first_error = first_error or exc
-    reason = _one_line(first_error) if first_error is not None else "no class accepted it"
+    reason = one_line(first_error) if first_error is not None else "no class accepted it"
     raise ModelLoadError(f"{config.model_type}: cannot build the model from this config: {reason}")
 
 
@@ -598,13 +598,3 @@ def local_config_file(source: str) -> Path | None:
 
 def _looks_like_path(source: str) -> bool:
     return source.startswith((".", "/", "~")) or source.endswith(".json") or os.sep + os.sep in source
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or exc.__class__.__name__
-    return text if len(text) <= 300 else text[:297] + "..."

@@ -10,6 +10,7 @@ two paths cannot disagree on it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -395,22 +396,20 @@ def _layer(parts: list[str], kinds: Mapping[str, str]) -> int | None:
 # ----------------------------------------------------------------------------- scopes
 def scope_words(registry: Registry) -> tuple[dict[str, str], tuple[tuple[str, str], ...]]:
     """``([scopes]`` words -> scope, ``("*suffix"`` class-name endings -> scope)) from the registry."""
-    cached = _SCOPE_WORDS.get(id(registry))
-    if cached is not None and cached[0] is registry:
-        return cached[1]
+    return _scope_words(tuple(registry.scopes.items()))
+
+
+@functools.lru_cache(maxsize=8)
+def _scope_words(scopes: tuple[tuple[str, tuple[str, ...]], ...]) -> tuple[dict[str, str], tuple[tuple[str, str], ...]]:
+    # keyed by the scope table itself: registries that share it share the answer, and none is kept alive
     words, suffixes = {}, []
-    for scope, keys in registry.scopes.items():
+    for scope, keys in scopes:
         for key in keys:
             if key.startswith("*"):
                 suffixes.append((key[1:], scope))  # "*ctcencoder": a class name ending so
             else:
                 words[key] = scope
-    value = (words, tuple(suffixes))
-    _SCOPE_WORDS[id(registry)] = (registry, value)
-    return value
-
-
-_SCOPE_WORDS: dict[int, tuple[Registry, tuple[dict[str, str], tuple[tuple[str, str], ...]]]] = {}
+    return words, tuple(suffixes)
 
 
 def scope_of(path: Sequence[tuple[str, str]], words: tuple[dict[str, str], tuple[tuple[str, str], ...]]) -> str:

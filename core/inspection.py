@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from transformers import PretrainedConfig
 
     from .host import PluginHost
+    from .loading import ConfigSource
 
     #: MODEL as ``inspect`` and ``resolve`` take it: a model_type, a path or hub id, a config, or a built module
     ModelInput = str | os.PathLike[str] | PretrainedConfig | torch.nn.Module
@@ -245,7 +246,7 @@ def inspect(
     (no torch, no transformers); ``cache=True`` reads and writes the on-disk cache
     (``lora_registry.cache``). Both only apply to a path, hub id or model_type.
     """
-    from .host import NeedsModule, as_host
+    from .host import as_host
 
     host = as_host(plugin_manager)
     if isinstance(model, ModelMap):
@@ -273,11 +274,8 @@ def inspect(
                 )
                 if found is not None:
                     return found
-            if fast and source.data is not None:
-                try:
-                    mapped = _from_tree(source.label, source.data, host, plugin, trust_remote_code, revision)
-                except NeedsModule:
-                    mapped = None
+            if fast:
+                mapped = _from_source(source, host, plugin, trust_remote_code)
                 if mapped is not None:
                     if key is not None:
                         disk.store_map(key, mapped)
@@ -302,15 +300,24 @@ def fast_map(
     revision: str | None = None,
 ) -> ModelMap | None:
     """The map from ``config.json`` alone (no cache), or ``None`` where no plugin models this config exactly."""
-    from .host import NeedsModule, as_host
+    from .host import as_host
     from .loading import read_source
 
-    host = as_host(plugin_manager)
     source = read_source(os.fspath(model), revision=revision)
-    if source is None or source.data is None:
+    return _from_source(source, as_host(plugin_manager), plugin, trust_remote_code) if source is not None else None
+
+
+def _from_source(
+    source: ConfigSource, host: PluginHost, plugin: str | None, trust_remote_code: bool
+) -> ModelMap | None:
+    """The fast path for a source read without torch: ``None`` without config data, where no plugin's tree
+    answers, or where a plugin that needs the module would be asked."""
+    from .host import NeedsModule
+
+    if source.data is None:
         return None
     try:
-        return _from_tree(source.label, source.data, host, plugin, trust_remote_code, revision)
+        return _from_tree(source.label, source.data, host, plugin, trust_remote_code, None)
     except NeedsModule:
         return None
 

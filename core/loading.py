@@ -277,11 +277,16 @@ def _build_with_plugin(plugin_manager: Any, built: PluginModel, label: str, data
 def read_source(source: str, *, revision: str | None = None) -> ConfigSource | None:
     """MODEL read without torch or transformers, for the fast path and the cache; ``None`` if it cannot be.
 
-    A folder or ``config.json`` path and a hub id whose ``config.json`` is in the local cache give
-    their data; a bare name (a model_type) gives only its key. Anything odd gives ``None``: the
-    normal path then words the error.
+    A folder or ``config.json`` path and a hub id (its ``config.json`` from the local cache, else
+    downloaded; ``revision`` as ``owner/name@revision`` does) give their data; a bare name (a
+    model_type) gives only its key. Anything odd gives ``None``: the normal path then words the error.
     """
     import hashlib
+
+    if revision is not None:
+        from .hub import with_revision
+
+        source = with_revision(source, revision)
 
     if not isinstance(source, str) or not source.strip():
         return None

@@ -537,3 +537,17 @@ def test_an_uncached_hub_id_takes_the_fast_path_on_its_first_call(hub, tmp_path)
     assert first.stderr.splitlines()[-1] == "LOADED=", first.stderr
     assert json.loads(first.stdout)["trainable_parameters"] == QV_2_LAYERS
     assert hub.count("GET", "/acme/tiny/resolve/main/config.json") == 1
+
+
+def test_fast_map_reads_the_revision_it_is_given(hub, tmp_path, monkeypatch):
+    # fast_map(..., revision=) reads that revision's config.json, not main's (the library's own lookup).
+    hub.add_repo("acme/tiny", {"config.json": TINY})
+    hub.commit("acme/tiny", {"config.json": THREE}, branch="three-layers")
+    point_huggingface_hub_at(hub, tmp_path / "home", monkeypatch)
+    import lora_registry as lr
+    from lora_registry.inspection import fast_map
+
+    host = lr.get_plugin_host(entry_points=False)
+    main, three = fast_map("acme/tiny", host), fast_map("acme/tiny", host, revision="three-layers")
+    assert (main.config["num_hidden_layers"], three.config["num_hidden_layers"]) == (2, 3)
+    assert three.model == "acme/tiny@three-layers"

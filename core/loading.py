@@ -227,6 +227,10 @@ def load_recipe(
     and config (a PEFT-wrapped one without its adapters); a module without a transformers config
     cannot be, and is a ``ModelLoadError``.
     """
+    if revision is not None:
+        from .hub import with_revision
+
+        source = with_revision(source, revision)
     import torch
     from transformers import PretrainedConfig
 
@@ -251,7 +255,7 @@ def load_recipe(
         raise ModelLoadError(f"MODEL must be a path, hub id, model_type, config or module, not {source!r}")
     config = load_config(source, trust_remote_code=trust_remote_code, plugin_manager=plugin_manager)
     if isinstance(config, PluginModel):
-        found = read_source(source, revision=revision)
+        found = read_source(source)
         data = dict(found.data) if found is not None and found.data is not None else {"model_type": config.model_type}
         return ModelRecipe(
             source, config.model_type, data, functools.partial(_build_with_plugin, plugin_manager, config, source)

@@ -551,3 +551,15 @@ def test_fast_map_reads_the_revision_it_is_given(hub, tmp_path, monkeypatch):
     main, three = fast_map("acme/tiny", host), fast_map("acme/tiny", host, revision="three-layers")
     assert (main.config["num_hidden_layers"], three.config["num_hidden_layers"]) == (2, 3)
     assert three.model == "acme/tiny@three-layers"
+
+
+def test_load_recipe_reads_the_revision_it_is_given(hub, tmp_path, monkeypatch):
+    # load_recipe(..., revision=) (the memory simulation's rebuild) reads that revision's config, not main's.
+    hub.add_repo("acme/tiny", {"config.json": TINY})
+    hub.commit("acme/tiny", {"config.json": THREE}, branch="three-layers")
+    point_huggingface_hub_at(hub, tmp_path / "home", monkeypatch)
+    from lora_registry.loading import load_recipe
+
+    main, three = load_recipe("acme/tiny"), load_recipe("acme/tiny", revision="three-layers")
+    assert (main.config.num_hidden_layers, three.config.num_hidden_layers) == (2, 3)
+    assert three.label == "acme/tiny@three-layers"

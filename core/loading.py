@@ -117,10 +117,7 @@ def load_model(
     if isinstance(source, PretrainedConfig):
         noted = tuple(filter(None, [quantization_note(source.model_type, source)]))
         return LoadedModel(build_model(source, trust_remote_code), source, source.model_type, source.model_type, noted)
-    if isinstance(source, os.PathLike):
-        source = os.fspath(source)
-    if not isinstance(source, str) or not source.strip():
-        raise ModelLoadError(f"MODEL must be a path, hub id, model_type, config or module, not {source!r}")
+    source = _source_text(source)
     config = load_config(source, trust_remote_code=trust_remote_code, plugin_manager=plugin_manager)
     if isinstance(config, PluginModel):
         return LoadedModel(config.model, getattr(config.model, "config", None), config.model_type, source)
@@ -131,6 +128,15 @@ def load_model(
     notes.append(quantization_note(source, config))
     model = build_model(config, trust_remote_code)
     return LoadedModel(model, config, config.model_type, source, tuple(n for n in notes if n))
+
+
+def _source_text(source: Any) -> str:
+    """MODEL given as a path or text, as text; anything else (or blank) is the one-line error."""
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
+    if not isinstance(source, str) or not source.strip():
+        raise ModelLoadError(f"MODEL must be a path, hub id, model_type, config or module, not {source!r}")
+    return source
 
 
 @dataclass(frozen=True)
@@ -249,10 +255,7 @@ def load_recipe(
     if isinstance(source, PretrainedConfig):
         build = functools.partial(build_model, trust_remote_code=trust_remote_code)
         return ModelRecipe(source.model_type, source.model_type, source, build)
-    if isinstance(source, os.PathLike):
-        source = os.fspath(source)
-    if not isinstance(source, str) or not source.strip():
-        raise ModelLoadError(f"MODEL must be a path, hub id, model_type, config or module, not {source!r}")
+    source = _source_text(source)
     config = load_config(source, trust_remote_code=trust_remote_code, plugin_manager=plugin_manager)
     if isinstance(config, PluginModel):
         found = read_source(source)

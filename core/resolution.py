@@ -19,7 +19,7 @@ from .limits import lora_limits
 from .peft_compat import ALL_LINEAR, all_linear_leaves, further_adapter_target_parameters, renamed_module_names
 from .registry import SCOPES, Registry
 from .roles import RoleRequest, parse_roles, unknown_words
-from .settings import DEFAULT_RANK, LoraSettings, check_alpha, check_rank
+from .settings import DEFAULT_RANK, LoraSettings, check_alpha, check_rank, split_names
 from .targeting import exact_layered, exact_regex, exact_suffixes
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -199,18 +199,13 @@ class Resolution:
         Roles resolve within this resolution's scopes and selected layers. A name that matches
         nothing, or a role whose leaves are parameters rather than modules, raises ``ConfigError``.
         """
+        items = split_names(items)
         if items is None:
             return None
-        try:
-            parts = items.split(",") if isinstance(items, str) else [str(i) for i in items]
-        except TypeError:
-            raise ConfigError(f"modules_to_save must be a comma list or a list of names, not {items!r}") from None
         names = [n for n in self.model_map.all_module_names if n]
         model = self.model_map.model
         chosen: set[str] = set()
-        for item in (i.strip() for i in parts):
-            if not item:
-                continue
+        for item in items:
             try:
                 (request,) = parse_roles([item], self.registry)
             except RoleError:

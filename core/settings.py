@@ -70,7 +70,7 @@ class LoraSettings:
             object.__setattr__(self, "task_type", check_task_type(self.task_type) or "NONE")
         object.__setattr__(self, "ranks", _lower_keys(self.ranks))
         object.__setattr__(self, "alphas", _lower_keys(self.alphas))
-        object.__setattr__(self, "modules_to_save", _names(self.modules_to_save))
+        object.__setattr__(self, "modules_to_save", split_names(self.modules_to_save))
         object.__setattr__(self, "extra", dict(self.extra))
 
     @property
@@ -118,7 +118,7 @@ class LoraSettings:
             use_rslora=use_rslora,
             use_dora=use_dora,
             init_lora_weights=init_lora_weights,
-            modules_to_save=_names(modules_to_save),
+            modules_to_save=split_names(modules_to_save),
             extra=extra,
         )
 
@@ -190,7 +190,8 @@ def _lower_keys(table: Mapping[str, Any]) -> dict[str, Any]:
     return {str(key).strip().lower(): value for key, value in table.items()}
 
 
-def _names(items: Any) -> tuple[str, ...] | None:
+def split_names(items: Any) -> tuple[str, ...] | None:
+    """modules_to_save as given (a comma list or a list of names) -> its stripped names; ``None`` for none."""
     if items is None:
         return None
     try:

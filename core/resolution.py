@@ -166,7 +166,8 @@ class Resolution:
         selected = self._selected_modules
         if not self.layers or not selected or self._suffixes is not None:
             return None
-        stacks = {leaf.stack for leaf in self.leaves if leaf.stack and leaf.name in set(selected)}
+        chosen = set(selected)
+        stacks = {leaf.stack for leaf in self.leaves if leaf.stack and leaf.name in chosen}
         return exact_layered(selected, self.model_map.all_module_names, stacks)
 
     def target_parameters(self) -> list[str]:
@@ -340,11 +341,7 @@ def resolve(
 
     host = None if isinstance(model, ModelMap) else as_host(plugin_manager)
     registry = model.vocabulary if isinstance(model, ModelMap) else host.registry  # type: ignore[union-attr]
-    unknown = unknown_words(roles, registry)
-    if not unknown:
-        requests = parse_roles(roles, registry, all_linear=True)  # fail on bad roles before building anything
-    elif not any(module_like_word(word, registry) for word in unknown):
-        parse_roles(roles, registry, all_linear=True)  # raises: no model is built for a word that names no module
+    requests = parse_roles_early(roles, registry)
     scopes = parse_scopes(scope) if scope is not None else None
     selection = parse_layer_selection(layers, last_layers)
     model_map = (
@@ -360,9 +357,21 @@ def resolve(
             revision=revision,
         )
     )
-    if unknown:
+    if requests is None:
         requests = parse_roles_for(model_map, roles)
     return resolve_map(model_map, requests, scopes, strict=strict, layers=selection, include=include, exclude=exclude)
+
+
+def parse_roles_early(roles: str | Sequence[str], registry: Registry) -> list[RoleRequest] | None:
+    """``parse_roles`` with ``all-linear`` before any model is read or built: bad roles fail here.
+
+    ``None`` where a word may name one of the model's modules (``q_proj``): ``parse_roles_for``
+    answers it, with a hint, once the model is read.
+    """
+    unknown = unknown_words(roles, registry)
+    if unknown and any(module_like_word(word, registry) for word in unknown):
+        return None
+    return parse_roles(roles, registry, all_linear=True)  # raises for a word that names no module
 
 
 def parse_roles_for(model_map: ModelMap, roles: str | Sequence[str]) -> list[RoleRequest]:

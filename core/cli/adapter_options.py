@@ -124,8 +124,7 @@ def adapter_plan(
     exclude: list[str] | None = None,
 ) -> AdapterPlan:
     """The adapter plan these options describe: settings, presets, roles, scopes and layers checked before MODEL is read."""
-    from ..resolution import module_like_word, parse_layer_selection, parse_roles_for, parse_scopes, resolve_map
-    from ..roles import parse_roles, unknown_words
+    from ..resolution import parse_layer_selection, parse_roles_early, parse_roles_for, parse_scopes, resolve_map
 
     host = plugin_host(presets_file)  # plugins' fragments and the user's file add presets and architectures
     registry = host.registry
@@ -147,8 +146,7 @@ def adapter_plan(
         raise ConfigError("give --roles (e.g. --roles q,v,ffn) or --preset (see `lora-registry roles`)")
     # Bad roles, scopes and layer ranges fail before any model is read or built, except a word that may
     # name one of the model's modules (q_proj): that one is answered with a hint once the model is read.
-    if not any(module_like_word(word, registry) for word in unknown_words(role_spec, registry)):
-        parse_roles(role_spec, registry, all_linear=True)
+    requests = parse_roles_early(role_spec, registry)
     scope_spec = joined(scope)
     scopes = parse_scopes(scope_spec) if scope_spec else None  # None: the model's default scopes
     selection = parse_layer_selection(joined(layers), last_layers)
@@ -161,7 +159,8 @@ def adapter_plan(
         cache=not no_cache,
         revision=revision,
     )
-    requests = parse_roles_for(model_map, role_spec)
+    if requests is None:
+        requests = parse_roles_for(model_map, role_spec)
     resolution = resolve_map(
         model_map,
         requests,

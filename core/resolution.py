@@ -84,7 +84,7 @@ class Resolution:
 
     def serving(self, request: RoleRequest) -> tuple[str, ...]:
         """The resolved-or-not roles that stand for ``request`` here: its own, a fused one, or those serving it."""
-        return self.served.get(request.written) or tuple(self.substituted.get(role, role) for role in request.roles)
+        return _serving(request, self.served, self.substituted)
 
     def rank_of(self, role: str, r: int, ranks: Mapping[str, int] | None) -> int:
         """The rank a role gets: its own override, an alias override, else ``r``."""
@@ -563,7 +563,7 @@ def resolve_map(
         for request in requests:
             if request.written == ALL_LINEAR and not request.roles:
                 continue
-            standing = served.get(request.written) or tuple(substituted.get(role, role) for role in request.roles)
+            standing = _serving(request, served, substituted)
             if not any(model_map.roles.get(name) in standing for name in selected):
                 raise RoleError(f"{request.written!r} has no leaf in the selected layers of {model_map.model}")
     # --include and --exclude: by name, after the roles
@@ -627,6 +627,13 @@ def resolve_map(
     if untouched:
         warnings.append(untouched)
     return Resolution(model_map, ordered, scopes, modules, parameters, warnings, substituted, kept, served)
+
+
+def _serving(
+    request: RoleRequest, served: Mapping[str, tuple[str, ...]], substituted: Mapping[str, str]
+) -> tuple[str, ...]:
+    """The roles standing for ``request``: those serving its alias, else its own with fused substitutes."""
+    return served.get(request.written) or tuple(substituted.get(role, role) for role in request.roles)
 
 
 #: the role ``--include`` / ``all-linear`` leaves without one are listed under
@@ -824,16 +831,8 @@ def _named_leaves(
     among: Mapping[str, Leaf] | None = None,
 ) -> list[Leaf]:
     """The leaves ``--include`` / ``--exclude`` items name: a full name, a dotted suffix, or ``re:REGEX`` (whole name)."""
-    if items is None:
-        return []
-    try:
-        parts = items.split(",") if isinstance(items, str) else [str(i) for i in items]
-    except TypeError:
-        raise ConfigError(f"{option} must be a comma list or a list of names, not {items!r}") from None
     found: dict[str, Leaf] = {}
-    for item in (p.strip() for p in parts):
-        if not item:
-            continue
+    for item in split_names(items, option) or ():
         regex = None
         if item.startswith("re:"):
             try:

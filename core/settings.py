@@ -190,13 +190,13 @@ def _lower_keys(table: Mapping[str, Any]) -> dict[str, Any]:
     return {str(key).strip().lower(): value for key, value in table.items()}
 
 
-def split_names(items: Any) -> tuple[str, ...] | None:
-    """modules_to_save as given (a comma list or a list of names) -> its stripped names; ``None`` for none."""
+def split_names(items: Any, option: str = "modules_to_save") -> tuple[str, ...] | None:
+    """``option``'s value as given (a comma list or a list of names) -> its stripped names; ``None`` for none."""
     if items is None:
         return None
     try:
         parts = items.split(",") if isinstance(items, str) else [str(i) for i in items]
     except TypeError:
-        raise ConfigError(f"modules_to_save must be a comma list or a list of names, not {items!r}") from None
+        raise ConfigError(f"{option} must be a comma list or a list of names, not {items!r}") from None
     names = tuple(p.strip() for p in parts if p.strip())
     return names or None

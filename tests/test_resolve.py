@@ -375,6 +375,7 @@ def test_include_and_exclude(tiny_maps):
         (dict(exclude="k_proj"), "matches nothing the resolution selected"),
         (dict(include="re:("), "not a valid regex"),
         (dict(include=5), "comma list or a list"),
+        (dict(exclude=5), "exclude must be a comma list or a list of names, not 5"),
     ],
 )
 def test_include_exclude_errors(tiny_maps, kwargs, message):

@@ -256,13 +256,13 @@ def inspect(
     if revision is not None:
         from .hub import with_revision
 
-        model, revision = with_revision(model, revision), None  # owner/name@REV: every step reads it from the id
+        model = with_revision(model, revision)  # owner/name@REV: every step reads it from the id
     key = None
     if isinstance(model, str) and (fast or cache):
         from . import cache as disk
         from .loading import read_source
 
-        source = read_source(model, revision=revision)
+        source = read_source(model)
         if source is not None:
             if cache and disk.enabled():
                 key = disk.map_key(source, host, plugin=plugin, trust_remote_code=trust_remote_code)
@@ -270,7 +270,7 @@ def inspect(
                     key,
                     model=source.label,
                     registry=host.registry,
-                    handle=_lazy_handle(model, trust_remote_code, host, revision),
+                    handle=_lazy_handle(model, trust_remote_code, host),
                 )
                 if found is not None:
                     return found
@@ -282,8 +282,8 @@ def inspect(
                     return mapped
     from .loading import load_model
 
-    loaded = load_model(model, trust_remote_code=trust_remote_code, plugin_manager=host, revision=revision)
-    mapped = _from_module(loaded, host, plugin, _recipe_loader(model, trust_remote_code, host, revision))
+    loaded = load_model(model, trust_remote_code=trust_remote_code, plugin_manager=host)
+    mapped = _from_module(loaded, host, plugin, _recipe_loader(model, trust_remote_code, host))
     if key is not None:
         from . import cache as disk
 
@@ -317,7 +317,7 @@ def _from_source(
     if source.data is None:
         return None
     try:
-        return _from_tree(source.label, source.data, host, plugin, trust_remote_code, None)
+        return _from_tree(source.label, source.data, host, plugin, trust_remote_code)
     except NeedsModule:
         return None
 
@@ -348,7 +348,6 @@ def _from_tree(
     host: PluginHost,
     plugin: str | None,
     trust_remote_code: bool,
-    revision: str | None,
 ) -> ModelMap | None:
     """The map from ``config.json`` alone, where a plugin's ``lora_registry_module_tree`` answers; else ``None``."""
     model_type = data.get("model_type")
@@ -367,7 +366,7 @@ def _from_tree(
         None,
         host,
         plugin,
-        _lazy_handle(label, trust_remote_code, host, revision),
+        _lazy_handle(label, trust_remote_code, host),
         [],
         fast=True,
     )
@@ -409,20 +408,22 @@ def _classified(
     )
 
 
-def _lazy_handle(label: str, trust_remote_code: bool, host: PluginHost, revision: str | None) -> ModelHandle:
+def _lazy_handle(label: str, trust_remote_code: bool, host: PluginHost) -> ModelHandle:
+    """A handle that builds ``label`` (a revision rides in the id, ``owner/name@REV``) when first asked."""
+
     def build() -> Any:
         from .loading import load_model
 
-        return load_model(label, trust_remote_code=trust_remote_code, plugin_manager=host, revision=revision).model
+        return load_model(label, trust_remote_code=trust_remote_code, plugin_manager=host).model
 
-    return ModelHandle(build=build, recipe=_recipe_loader(label, trust_remote_code, host, revision))
+    return ModelHandle(build=build, recipe=_recipe_loader(label, trust_remote_code, host))
 
 
-def _recipe_loader(source: Any, trust_remote_code: bool, host: PluginHost, revision: str | None) -> Callable[[], Any]:
+def _recipe_loader(source: Any, trust_remote_code: bool, host: PluginHost) -> Callable[[], Any]:
     def recipe() -> Any:
         from .loading import load_recipe
 
-        return load_recipe(source, trust_remote_code=trust_remote_code, plugin_manager=host, revision=revision)
+        return load_recipe(source, trust_remote_code=trust_remote_code, plugin_manager=host)
 
     return recipe
 

@@ -66,8 +66,7 @@ class Cost:
         """
         if precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-        each = self.total * PRECISIONS[precision]
-        return {"weights": each, "gradients": each, "adamw_states": 2 * each, "total": 4 * each}
+        return _training_bytes(self.total * PRECISIONS[precision])
 
     def adapter_memory(self, model_bytes: int = 2) -> dict[str, int]:
         """Bytes for the trainable weights, gradients, AdamW states and total at the dtypes PEFT allocates.
@@ -84,7 +83,7 @@ class Cost:
             + self.biases * size["biases"]
             + sum(self.modules_to_save.values()) * size["modules_to_save"]
         )
-        return {"weights": each, "gradients": each, "adamw_states": 2 * each, "total": 4 * each}
+        return _training_bytes(each)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``"cost"`` object of ``resolve --format json``."""
@@ -100,6 +99,11 @@ class Cost:
             "adapter_memory_bytes": self.adapter_memory(),
             "base_weight_bytes": dict(self.base_weights),
         }
+
+
+def _training_bytes(weights: int) -> dict[str, int]:
+    """The trainable weights' bytes, their gradients' (the same), AdamW's two states' (twice) and the total."""
+    return {"weights": weights, "gradients": weights, "adamw_states": 2 * weights, "total": 4 * weights}
 
 
 @dataclass(frozen=True)
@@ -304,8 +308,9 @@ def build_plan(resolution: Resolution, settings: LoraSettings) -> AdapterPlan:
 def _cost(
     resolution: Resolution, settings: LoraSettings, leaf_ranks: Mapping[str, int], saved: list[str] | None
 ) -> Cost:
-    role_of = {name: role for role, names in resolution.names_by_role().items() for name in names}
-    lora = dict.fromkeys(resolution.names_by_role(), 0)
+    by_role = resolution.names_by_role()
+    role_of = {name: role for role, names in by_role.items() for name in names}
+    lora = dict.fromkeys(by_role, 0)
     dora = 0
     for leaf in resolution.leaves:
         rank = leaf_ranks[leaf.name]
